@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The kernel/userspace contract: every type and constant that both the BPF
+ * program and the Rust daemon read. The daemon gets these through the
+ * skeleton's generated `types` module (from this file's BTF), so a layout
+ * change here is a compile error or a failing test there, never a silent skew.
+ */
+#ifndef MINERGUARD_H
+#define MINERGUARD_H
+
+/*
+ * Longest name the names map holds, NUL included. Real miner release names are
+ * well under this (the longest known is 22 bytes); a file whose name is longer
+ * cannot equal a listed name, so the program skips the lookup instead of
+ * matching a truncated prefix.
+ */
+#define MG_NAME_LEN 64
+/* The path as passed to exec, as far as the event reports it. */
+#define MG_PATH_LEN 256
+#define MG_COMM_LEN 16
+/* Upper bound of the names map; the policy validator enforces it first. */
+#define MG_MAX_NAMES 65536
+
+/* Enforce is 0 so that a config entry never written fails closed. */
+enum mg_mode {
+	MG_MODE_ENFORCE = 0,
+	MG_MODE_AUDIT = 1,
+};
+
+enum mg_action {
+	MG_ACTION_AUDITED = 1,
+	MG_ACTION_BLOCKED = 2,
+};
+
+/* Which of the two names of an exec matched a listed name (a bit each). */
+enum mg_match {
+	MG_MATCH_FILE = 1, /* bprm->file's dentry: the file really executed */
+	MG_MATCH_PROCESS_NAME = 2, /* basename of bprm->filename: the new comm */
+	MG_MATCH_BOTH = 3,
+};
+
+/* Value of an entry in the names map. */
+enum mg_name_kind {
+	MG_NAME_LISTED = 1,
+	/* The daemon's functional probe: always denied, never reported. */
+	MG_NAME_PROBE = 2,
+};
+
+/* Index of the per-CPU counters in the stats map. */
+enum mg_stat {
+	MG_STAT_CHECKED = 0, /* execs the hook looked at */
+	MG_STAT_BLOCKED = 1,
+	MG_STAT_AUDITED = 2,
+	MG_STAT_LOST = 3, /* events that could not be reserved in the ring buffer */
+	MG_STAT_MAX = 4,
+};
+
+struct mg_name {
+	char name[MG_NAME_LEN];
+};
+
+/* Single entry of the config map; the daemon flips `mode` at runtime. */
+struct mg_config {
+	enum mg_mode mode;
+	__u32 reserved;
+};
+
+struct mg_event {
+	__u64 boot_ns; /* bpf_ktime_get_boot_ns() at the check */
+	__u64 cgroup_id; /* cgroup v2 id of the caller */
+	__u32 pid; /* tgid: the process id users see */
+	__u32 tid;
+	__u32 ppid; /* real parent's tgid */
+	__u32 uid;
+	__u32 gid;
+	__u32 mnt_ns; /* mount namespace inode number */
+	enum mg_action action;
+	enum mg_mode mode; /* at the time of the check */
+	enum mg_match matched_on;
+	__u32 reserved;
+	char comm[MG_COMM_LEN]; /* caller's comm (the new one is not set yet) */
+	char matched_name[MG_NAME_LEN];
+	char file_name[MG_NAME_LEN]; /* bprm->file's dentry name */
+	char filename[MG_PATH_LEN]; /* bprm->filename, as passed to exec */
+};
+
+#endif /* MINERGUARD_H */

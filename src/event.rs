@@ -1,0 +1,176 @@
+//! Decoding of the ring buffer records the LSM hook sends (`struct mg_event`).
+
+use std::mem::size_of;
+
+use anyhow::{bail, Result};
+
+use crate::bpf::types::{mg_action, mg_event, mg_match};
+use crate::maps::mode_from_kernel;
+use crate::policy::Mode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Blocked,
+    Audited,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Blocked => "blocked",
+            Action::Audited => "audited",
+        }
+    }
+}
+
+/// Which name of the exec was listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchedOn {
+    /// The file really executed (a symlink's target, a script's interpreter).
+    File,
+    /// The basename of the path passed to exec: the name the process would carry.
+    ProcessName,
+    Both,
+}
+
+impl MatchedOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchedOn::File => "file",
+            MatchedOn::ProcessName => "process_name",
+            MatchedOn::Both => "both",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub boot_ns: u64,
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mnt_ns: u32,
+    pub action: Action,
+    pub mode: Mode,
+    pub matched_on: MatchedOn,
+    pub comm: String,
+    pub matched_name: String,
+    pub file_name: String,
+    pub filename: String,
+}
+
+/// The bytes of a C string field up to its first NUL, as text.
+fn c_str(field: &[i8]) -> String {
+    let bytes: Vec<u8> = field
+        .iter()
+        .map(|&c| c as u8)
+        .take_while(|&b| b != 0)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+pub fn decode(data: &[u8]) -> Result<Event> {
+    if data.len() < size_of::<mg_event>() {
+        bail!(
+            "event of {} bytes, expected {}: the BPF object and the daemon disagree",
+            data.len(),
+            size_of::<mg_event>()
+        );
+    }
+    // SAFETY: mg_event is plain old data (integers and integer arrays, enums as u32
+    // newtypes), so every bit pattern is a valid value, and the length was checked.
+    let raw: mg_event = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+    let action = match raw.action {
+        mg_action::MG_ACTION_BLOCKED => Action::Blocked,
+        mg_action::MG_ACTION_AUDITED => Action::Audited,
+        other => bail!("unknown action {} in an event", other.0),
+    };
+    let matched_on = match raw.matched_on {
+        mg_match::MG_MATCH_FILE => MatchedOn::File,
+        mg_match::MG_MATCH_PROCESS_NAME => MatchedOn::ProcessName,
+        mg_match::MG_MATCH_BOTH => MatchedOn::Both,
+        other => bail!("unknown match kind {} in an event", other.0),
+    };
+    Ok(Event {
+        boot_ns: raw.boot_ns,
+        cgroup_id: raw.cgroup_id,
+        pid: raw.pid,
+        tid: raw.tid,
+        ppid: raw.ppid,
+        uid: raw.uid,
+        gid: raw.gid,
+        mnt_ns: raw.mnt_ns,
+        action,
+        mode: mode_from_kernel(raw.mode)?,
+        matched_on,
+        comm: c_str(&raw.comm),
+        matched_name: c_str(&raw.matched_name),
+        file_name: c_str(&raw.file_name),
+        filename: c_str(&raw.filename),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::bpf::types::mg_mode;
+
+    fn fill(dst: &mut [i8], s: &str) {
+        for (d, b) in dst.iter_mut().zip(s.bytes()) {
+            *d = b as i8;
+        }
+    }
+
+    /// The bytes the kernel would send for a blocked `/tmp/xmrig`.
+    pub(crate) fn raw_blocked_xmrig() -> Vec<u8> {
+        let mut e = mg_event {
+            boot_ns: 5_000_000_000,
+            cgroup_id: 4242,
+            pid: 100,
+            tid: 101,
+            ppid: 1,
+            uid: 1000,
+            gid: 1000,
+            mnt_ns: 4026531841,
+            action: mg_action::MG_ACTION_BLOCKED,
+            mode: mg_mode::MG_MODE_ENFORCE,
+            matched_on: mg_match::MG_MATCH_BOTH,
+            ..Default::default()
+        };
+        fill(&mut e.comm, "sh");
+        fill(&mut e.matched_name, "xmrig");
+        fill(&mut e.file_name, "xmrig");
+        fill(&mut e.filename, "/tmp/xmrig");
+        // SAFETY: reading the bytes of a plain-old-data struct.
+        unsafe {
+            std::slice::from_raw_parts((&e as *const mg_event).cast::<u8>(), size_of::<mg_event>())
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn decodes_a_blocked_exec() {
+        let e = decode(&raw_blocked_xmrig()).unwrap();
+        assert_eq!(e.action, Action::Blocked);
+        assert_eq!(e.mode, Mode::Enforce);
+        assert_eq!(e.matched_on, MatchedOn::Both);
+        assert_eq!((e.pid, e.tid, e.ppid, e.uid), (100, 101, 1, 1000));
+        assert_eq!(e.comm, "sh");
+        assert_eq!(e.matched_name, "xmrig");
+        assert_eq!(e.filename, "/tmp/xmrig");
+        assert_eq!(e.cgroup_id, 4242);
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_records() {
+        let raw = raw_blocked_xmrig();
+        assert!(decode(&raw[..raw.len() - 1]).is_err());
+        let mut bad = raw.clone();
+        let action_at = std::mem::offset_of!(mg_event, action);
+        bad[action_at] = 9;
+        assert!(decode(&bad).is_err());
+    }
+}

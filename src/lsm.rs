@@ -1,0 +1,199 @@
+//! Loading and attaching the BPF-LSM program, and proving that it really enforces here:
+//! the active LSM list first, then a functional probe, since the list alone is not proof
+//! either way (a kernel can list `bpf` and refuse LSM programs, or attach one that never runs).
+
+use std::fs;
+use std::io::Write;
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, OpenObject};
+use nix::sys::memfd::{memfd_create, MFdFlags};
+
+use crate::bpf::{MinerguardSkel, MinerguardSkelBuilder};
+use crate::maps;
+
+const LSM_LIST: &str = "/sys/kernel/security/lsm";
+const SECURITYFS: &str = "/sys/kernel/security";
+
+/// How to turn BPF LSM on, given the LSMs active now (if known).
+fn enable_hint(active: Option<&[String]>) -> String {
+    let param = match active {
+        Some(list) if !list.is_empty() => format!("lsm={},bpf", list.join(",")),
+        _ => "lsm=<the LSMs your distribution enables>,bpf".to_string(),
+    };
+    format!(
+        "To enable it, add the kernel parameter `{param}` (for GRUB: append it to \
+         GRUB_CMDLINE_LINUX in /etc/default/grub, run update-grub, reboot). \
+         The kernel must also be built with CONFIG_BPF_LSM=y and CONFIG_DEBUG_INFO_BTF=y."
+    )
+}
+
+/// The active LSMs, mounting securityfs if nobody has; `None` if they cannot be read.
+pub fn active_lsms() -> Option<Vec<String>> {
+    if !Path::new(LSM_LIST).exists() {
+        // Best effort: a host without securityfs mounted still gets the probe.
+        let _ = nix::mount::mount(
+            Some("securityfs"),
+            SECURITYFS,
+            Some("securityfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        );
+    }
+    let list = fs::read_to_string(LSM_LIST).ok()?;
+    Some(
+        list.trim()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// Fails, with what to do, when the kernel's active LSM list lacks `bpf`.
+pub fn check_active_list() -> Result<()> {
+    match active_lsms() {
+        Some(list) if list.iter().any(|l| l == "bpf") => Ok(()),
+        Some(list) => bail!(
+            "BPF LSM is not active on this kernel: the active LSMs are \"{}\", without \"bpf\", \
+             so minerguard cannot block anything. {}",
+            list.join(","),
+            enable_hint(Some(&list))
+        ),
+        None => {
+            tracing::warn!(
+                path = LSM_LIST,
+                "cannot read the active LSM list; relying on the functional probe"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Why the kernel refused the program, in terms of what the node is missing.
+fn load_refused(err: libbpf_rs::Error) -> anyhow::Error {
+    let active = active_lsms();
+    let mut missing = Vec::new();
+    if !nix::unistd::geteuid().is_root() {
+        missing.push(
+            "minerguard must run as root (it needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)"
+                .to_string(),
+        );
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        missing.push(
+            "this kernel has no BTF (/sys/kernel/btf/vmlinux): it needs CONFIG_DEBUG_INFO_BTF=y"
+                .to_string(),
+        );
+    }
+    if let Ok(syms) = fs::read_to_string("/proc/kallsyms") {
+        if !syms.contains(" bpf_lsm_bprm_check_security") {
+            missing.push("this kernel was built without CONFIG_BPF_LSM=y".to_string());
+        }
+    }
+    let lockdown = fs::read_to_string(Path::new(SECURITYFS).join("lockdown")).unwrap_or_default();
+    if lockdown.contains("[confidentiality]") {
+        missing.push("kernel lockdown is in confidentiality mode, which forbids the kernel reads the program makes (boot with lockdown=integrity)".to_string());
+    }
+    let bpf_listed = active
+        .as_ref()
+        .is_some_and(|l| l.iter().any(|s| s == "bpf"));
+    if !bpf_listed {
+        missing.push(enable_hint(active.as_deref()));
+    }
+    let why = if missing.is_empty() {
+        format!(
+            "the kernel lists bpf among its active LSMs ({}) and has BTF, yet refuses LSM \
+             programs: a seccomp or container sandbox that filters bpf(2) does this, and \
+             minerguard cannot enforce under it (RUST_LOG=libbpf=debug shows libbpf's log)",
+            active.as_deref().map_or("unknown".into(), |l| l.join(","))
+        )
+    } else {
+        missing.join("; ")
+    };
+    anyhow!("the kernel refused minerguard's BPF LSM program ({err}): {why}")
+}
+
+/// Opens and loads the BPF object into `storage` (the skeleton borrows it).
+pub fn load(storage: &mut MaybeUninit<OpenObject>) -> Result<MinerguardSkel<'_>> {
+    let open = MinerguardSkelBuilder::default()
+        .open(storage)
+        .context("opening minerguard's BPF object")?;
+    open.load().map_err(load_refused)
+}
+
+pub fn attach(skel: &MinerguardSkel<'_>) -> Result<Link> {
+    skel.progs.mg_bprm_check.attach_lsm().map_err(|e| {
+        anyhow!(
+            "attaching to the bprm_check_security LSM hook failed ({e}). {}",
+            enable_hint(active_lsms().as_deref())
+        )
+    })
+}
+
+/// Execs a memfd whose name is listed as the probe: with the hook live the exec is denied
+/// with EPERM, whatever the mode; without it, the `#!` line names a missing interpreter and
+/// the exec fails with ENOENT, so nothing ever runs.
+pub fn probe(names: &dyn MapCore) -> Result<()> {
+    maps::insert_probe(names)?;
+    let outcome = exec_probe();
+    maps::delete_probe(names)?;
+    match outcome {
+        Ok(Some(errno)) if errno == nix::errno::Errno::EPERM as i32 => Ok(()),
+        Ok(result) => {
+            let seen = match result {
+                None => "it ran".to_string(),
+                Some(errno) => format!(
+                    "it failed with {} instead",
+                    nix::errno::Errno::from_raw(errno)
+                ),
+            };
+            bail!(
+                "BPF LSM is not enforcing on this kernel: minerguard's program attached, but an \
+                 exec it must deny was not denied ({seen}). {}",
+                enable_hint(active_lsms().as_deref())
+            )
+        }
+        Err(e) => Err(e.context("running the BPF LSM probe")),
+    }
+}
+
+/// The errno of the probe exec, or `None` if it ran.
+fn exec_probe() -> Result<Option<i32>> {
+    let fd = memfd_create(maps::PROBE_MEMFD_NAME, MFdFlags::MFD_CLOEXEC)
+        .context("creating the probe memfd")?;
+    let mut file = fs::File::from(fd);
+    file.write_all(b"#!/nonexistent/minerguard-probe-interpreter\n")
+        .context("writing the probe memfd")?;
+    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let spawned = Command::new(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match spawned {
+        Err(e) => Ok(e.raw_os_error()),
+        Ok(mut child) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hint_names_the_kernel_parameter() {
+        let list = vec!["lockdown".to_string(), "capability".to_string()];
+        assert!(enable_hint(Some(&list)).contains("`lsm=lockdown,capability,bpf`"));
+        assert!(enable_hint(None).contains("lsm=<the LSMs your distribution enables>,bpf"));
+    }
+}

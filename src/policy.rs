@@ -1,0 +1,344 @@
+//! `policy.toml`: parsing and validation. Nothing here touches the kernel, so a policy is
+//! always checked whole before any map is changed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::maps::{MAX_NAMES, NAME_MAX_BYTES, PROBE_NAME};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Let the exec run and report it.
+    Audit,
+    /// Fail the exec with EPERM and report it.
+    Enforce,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Audit => "audit",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub mode: Mode,
+    pub names: Vec<String>,
+}
+
+/// Every problem found in one policy file, each with its position.
+#[derive(Debug)]
+pub struct PolicyError {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                p.line,
+                p.column,
+                p.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    mode: Option<Spanned<Mode>>,
+    names: Option<Vec<Spanned<String>>>,
+}
+
+impl Policy {
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            path: path.to_owned(),
+            problems: vec![Problem {
+                line: 0,
+                column: 0,
+                message: format!("cannot read the policy: {e}"),
+            }],
+        })?;
+        Policy::parse(&text).map_err(|problems| PolicyError {
+            path: path.to_owned(),
+            problems,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Policy, Vec<Problem>> {
+        let at = |span: Range<usize>, message: String| {
+            let (line, column) = line_column(text, span.start);
+            Problem {
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim_end().to_owned();
+            vec![at(e.span().unwrap_or(0..0), message)]
+        })?;
+
+        let mut problems = Vec::new();
+        let mode = match raw.mode {
+            Some(mode) => *mode.get_ref(),
+            None => {
+                problems.push(at(
+                    0..0,
+                    "missing key `mode`: add mode = \"enforce\" or mode = \"audit\"".into(),
+                ));
+                Mode::Enforce
+            }
+        };
+        let Some(raw_names) = raw.names else {
+            problems.push(at(
+                0..0,
+                "missing key `names`: add names = [\"xmrig\", ...]".into(),
+            ));
+            return Err(problems);
+        };
+        if raw_names.len() > MAX_NAMES {
+            problems.push(at(
+                raw_names[MAX_NAMES].span(),
+                format!(
+                    "too many names ({}): the kernel map holds at most {MAX_NAMES}",
+                    raw_names.len()
+                ),
+            ));
+        }
+
+        let mut first_seen: HashMap<&str, Range<usize>> = HashMap::new();
+        for name in &raw_names {
+            let value = name.get_ref().as_str();
+            if let Some(message) = name_problem(value) {
+                problems.push(at(name.span(), message));
+            } else if let Some(first) = first_seen.get(value) {
+                let (line, column) = line_column(text, first.start);
+                problems.push(at(
+                    name.span(),
+                    format!("duplicate name {value:?} (first listed at {line}:{column})"),
+                ));
+            } else {
+                first_seen.insert(value, name.span());
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Policy {
+            mode,
+            names: raw_names.into_iter().map(Spanned::into_inner).collect(),
+        })
+    }
+}
+
+/// Why `name` cannot be a listed name, if it cannot.
+fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("empty name".into());
+    }
+    if name.contains('/') {
+        return Some(format!(
+            "name {name:?} contains '/': names are file names, not paths"
+        ));
+    }
+    if name.contains('\0') {
+        return Some(format!("name {name:?} contains a NUL byte"));
+    }
+    if name == "." || name == ".." {
+        return Some(format!("name {name:?} can never be the name of a program"));
+    }
+    if name.len() > NAME_MAX_BYTES {
+        return Some(format!(
+            "name {name:?} is {} bytes long: the kernel map holds names of at most {NAME_MAX_BYTES} bytes",
+            name.len()
+        ));
+    }
+    if name == PROBE_NAME {
+        return Some(format!(
+            "name {name:?} is reserved for minerguard's own BPF LSM probe"
+        ));
+    }
+    None
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        Policy::parse(text)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| format!("{}:{}: {}", p.line, p.column, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn valid_policy() {
+        let p = Policy::parse("mode = \"audit\"\nnames = [\"xmrig\", \"lolMiner\"]\n").unwrap();
+        assert_eq!(p.mode, Mode::Audit);
+        assert_eq!(p.names, ["xmrig", "lolMiner"]);
+    }
+
+    #[test]
+    fn shipped_policy_is_valid_and_covers_the_seed() {
+        let text = include_str!("../policy.toml");
+        let p = Policy::parse(text).unwrap();
+        assert_eq!(p.mode, Mode::Enforce);
+        // The seed's Falco macro and Falco's miner_binaries.
+        for name in [
+            "xmrig",
+            "xmrig-notls",
+            "xmrig-cuda",
+            "minerd",
+            "cgminer",
+            "bfgminer",
+            "cpuminer",
+            "ethminer",
+            "t-rex",
+            "nbminer",
+            "lolminer",
+            "phoenixminer",
+            "gminer",
+            "teamredminer",
+            "xmr-stak",
+            "minergate",
+            "ccminer",
+            "sgminer",
+            "claymore",
+            "nanominer",
+            "bminer",
+            "wildrig",
+            "srbminer",
+            "lolMiner",
+            "PhoenixMiner",
+            "SRBMiner-MULTI",
+        ] {
+            assert!(p.names.iter().any(|n| n == name), "{name} missing");
+        }
+        // Names real programs carry must never be blocked.
+        for name in [
+            "miner", "docker", "systemd", "nginx", "sh", "sleep", "pause",
+        ] {
+            assert!(
+                !p.names.iter().any(|n| n == name),
+                "{name} is a false positive"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        assert_eq!(
+            problems("mode = \"enforce\"\nnames = []\nmodes = 1\n"),
+            ["3:1: unknown field `modes`, expected `mode` or `names`"]
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_located() {
+        let p = problems("mode = \"enforce\"\nnames = [\"xmrig\", 7]\n");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("2:19: invalid type: integer `7`"), "{p:?}");
+    }
+
+    #[test]
+    fn bad_mode_is_located() {
+        let p = problems("mode = \"block\"\nnames = []\n");
+        assert!(p[0].starts_with("1:8: unknown variant `block`"), "{p:?}");
+    }
+
+    #[test]
+    fn bad_names_are_each_located() {
+        let long = "a".repeat(NAME_MAX_BYTES + 1);
+        let text = format!(
+            "mode = \"enforce\"\nnames = [\n  \"xmrig\",\n  \"\",\n  \"/tmp/xmrig\",\n  \"a\\u0000b\",\n  \"{long}\",\n  \"xmrig\",\n]\n"
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                "4:3: empty name".to_string(),
+                "5:3: name \"/tmp/xmrig\" contains '/': names are file names, not paths".into(),
+                "6:3: name \"a\\0b\" contains a NUL byte".into(),
+                format!("7:3: name \"{long}\" is 64 bytes long: the kernel map holds names of at most 63 bytes"),
+                "8:3: duplicate name \"xmrig\" (first listed at 3:3)".into(),
+            ]
+        );
+    }
+
+    #[test]
+    fn longest_name_fits() {
+        let name = "b".repeat(NAME_MAX_BYTES);
+        assert!(Policy::parse(&format!("mode = \"audit\"\nnames = [\"{name}\"]")).is_ok());
+    }
+
+    #[test]
+    fn missing_keys_are_reported() {
+        assert_eq!(
+            problems(""),
+            [
+                "1:1: missing key `mode`: add mode = \"enforce\" or mode = \"audit\"",
+                "1:1: missing key `names`: add names = [\"xmrig\", ...]",
+            ]
+        );
+    }
+
+    #[test]
+    fn probe_name_is_reserved() {
+        let p = problems(&format!("mode = \"audit\"\nnames = [\"{PROBE_NAME}\"]"));
+        assert!(p[0].contains("reserved"), "{p:?}");
+    }
+
+    #[test]
+    fn error_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "mode = \"enforce\"\nnames = [\"\"]\n").unwrap();
+        let e = Policy::load(&path).unwrap_err().to_string();
+        assert_eq!(e, format!("{}:2:10: empty name", path.display()));
+    }
+}
