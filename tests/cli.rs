@@ -1,0 +1,172 @@
+//! The command line as a user meets it on this machine: policy checking, and `run` on a
+//! kernel that cannot enforce (the machine's own kernel refuses BPF-LSM programs; the VM
+//! tests in tests/vm cover kernels that can).
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn minerguard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_minerguard"))
+}
+
+fn write_policy(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn check_accepts_the_shipped_policy() {
+    let out = minerguard()
+        .args(["check", concat!(env!("CARGO_MANIFEST_DIR"), "/policy.toml")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("valid") && stdout.contains("mode enforce"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_names_file_line_and_column_of_each_problem() {
+    let (_dir, path) =
+        write_policy("mode = \"enforce\"\nnames = [\"xmrig\",\n  \"xmrig\", \"\"]\ncolour = 1\n");
+    let out = minerguard().arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let p = path.display();
+    assert_eq!(
+        stderr.trim_end(),
+        format!("{p}:4:1: unknown field `colour`, expected `mode` or `names`")
+    );
+
+    let (_dir, path) =
+        write_policy("mode = \"enforce\"\nnames = [\"xmrig\",\n  \"xmrig\", \"\"]\n");
+    let out = minerguard().arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let p = path.display();
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            format!("{p}:3:3: duplicate name \"xmrig\" (first listed at 2:10)"),
+            format!("{p}:3:12: empty name"),
+        ]
+    );
+}
+
+#[test]
+fn check_reports_a_missing_file() {
+    let out = minerguard()
+        .args(["check", "/nonexistent/policy.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the policy"));
+}
+
+#[test]
+fn run_rejects_an_invalid_policy_before_touching_the_kernel() {
+    let (_dir, path) = write_policy("mode = \"enforcing\"\nnames = []\n");
+    let out = minerguard()
+        .arg("run")
+        .arg("--policy")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:1:8: unknown variant `enforcing`",
+            path.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("BPF"),
+        "the kernel was consulted: {stderr}"
+    );
+}
+
+#[test]
+fn run_rejects_a_bad_flag() {
+    let out = minerguard()
+        .args(["run", "--mode", "block"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values: audit, enforce"));
+}
+
+#[test]
+fn mode_without_a_running_agent_says_so() {
+    let out = minerguard().args(["mode", "audit"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no running minerguard agent found"));
+}
+
+/// On a kernel that cannot run BPF-LSM programs (this machine's), `run` must fail clearly
+/// rather than pretend to protect the node. Where the kernel can, the agent must get ready.
+#[test]
+fn run_on_this_kernel_enforces_or_says_what_is_missing() {
+    let mut child = minerguard()
+        .args(["run", "--log-format", "json", "--policy"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/policy.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    match status {
+        Some(status) => {
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            assert_eq!(status.code(), Some(1), "{stderr}");
+            let last = stderr.lines().last().unwrap_or_default();
+            assert!(last.starts_with("minerguard: "), "{stderr}");
+            assert!(
+                last.contains("BPF LSM")
+                    && (last.contains("lsm=")
+                        || last.contains("refuses LSM programs")
+                        || last.contains("must run as root")),
+                "no actionable message: {last}"
+            );
+        }
+        None => {
+            // The kernel runs BPF LSM: the agent is up and must stop cleanly.
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::SIGTERM,
+            )
+            .unwrap();
+            let status = child.wait().unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            assert!(stderr.contains("minerguard ready"), "{stderr}");
+            assert!(status.success(), "{stderr}");
+        }
+    }
+}
