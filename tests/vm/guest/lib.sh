@@ -1,0 +1,159 @@
+# shellcheck shell=sh
+# Helpers sourced by every scenario (busybox sh, inside the test VM).
+# A scenario ends with `pass`, or `fail REASON`; /init turns that into an MG-RESULT line.
+# The agent's files live in /tmp, which /init remounts empty for every scenario.
+
+MG_RUN=/run/mg                 # outlives the scenario's /tmp: /init reads the verdict here
+EVENTS=/tmp/events.jsonl       # agent stdout: one JSON event per line
+AGENT_LOG=/tmp/agent.log       # agent stderr: tracing JSON log lines
+AGENT_PID=
+cd /tmp || exit 1
+
+# fail MSG: record why, show what the agent said and saw, stop. /init prints MG-RESULT.
+fail() {
+	echo "FAIL: $*"
+	echo "$*" > "$MG_RUN/reason"
+	echo "--- agent log ($AGENT_LOG)"; tail -n 40 "$AGENT_LOG" 2>/dev/null
+	echo "--- events ($EVENTS)"; tail -n 20 "$EVENTS" 2>/dev/null
+	echo "---"
+	[ -n "$AGENT_PID" ] && kill -KILL "$AGENT_PID" 2>/dev/null
+	exit 1
+}
+
+# pass: the scenario reached its end. /init requires this marker: an early `exit 0` is not a pass.
+pass() {
+	[ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null && fail "agent still running at the end (scenario bug: call stop_agent)"
+	touch "$MG_RUN/passed"
+	exit 0
+}
+
+# now: seconds since boot with centiseconds; elapsed T0: seconds since T0 (e.g. "1.02").
+now() { cut -d' ' -f1 /proc/uptime; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+
+# write_policy FILE MODE NAME...: a small policy file in the agent's format.
+write_policy() {
+	_f=$1 _mode=$2 _names=
+	shift 2
+	for _n; do _names="$_names${_names:+, }\"$_n\""; done
+	printf 'mode = "%s"\nnames = [%s]\n' "$_mode" "$_names" > "$_f"
+}
+
+# start_agent POLICY [ARGS...]: run the agent in the background, wait for its ready line.
+start_agent() {
+	_policy=$1
+	shift
+	minerguard run --policy "$_policy" --log-format json "$@" >"$EVENTS" 2>"$AGENT_LOG" &
+	AGENT_PID=$!
+	_t0=$(now)
+	# 60 s: under TCG emulation, loading BTF and the BPF objects takes seconds, not milliseconds.
+	while ! grep -q '"minerguard ready"' "$AGENT_LOG" 2>/dev/null; do
+		if ! kill -0 "$AGENT_PID" 2>/dev/null; then
+			wait "$AGENT_PID"
+			_rc=$?
+			AGENT_PID=
+			fail "agent exited (status $_rc) before it was ready"
+		fi
+		[ "$(elapsed "$_t0" | cut -d. -f1)" -ge 60 ] && fail "agent not ready after 60 s"
+		sleep 0.1
+	done
+	echo "agent ready (pid $AGENT_PID) after $(elapsed "$_t0") s"
+}
+
+# stop_agent: SIGTERM, wait (up to 20 s) for the exit; returns the agent's exit status.
+stop_agent() {
+	kill -TERM "$AGENT_PID" || fail "agent was not running when asked to stop"
+	_i=0
+	while kill -0 "$AGENT_PID" 2>/dev/null; do
+		_i=$((_i + 1))
+		[ "$_i" -ge 200 ] && fail "agent still running 20 s after SIGTERM"
+		sleep 0.1
+	done
+	wait "$AGENT_PID"
+	_rc=$?
+	AGENT_PID=
+	return "$_rc"
+}
+
+# events_matching STR...: event lines containing every STR (all events without STR).
+# The events are compact JSON, so match fields as e.g. '"action":"blocked"' or '"pid":123,'.
+events_matching() {
+	_out=$(cat "$EVENTS" 2>/dev/null)
+	for _s; do _out=$(printf '%s\n' "$_out" | grep -F -- "$_s"); done
+	[ -n "$_out" ] && printf '%s\n' "$_out"
+}
+count_events() { events_matching "$@" | grep -c .; }
+
+# wait_for_event STR...: events come through a ring buffer, asynchronously; poll ~10 s.
+wait_for_event() {
+	_i=0
+	until events_matching "$@" >/dev/null; do
+		_i=$((_i + 1))
+		[ "$_i" -ge 100 ] && return 1
+		sleep 0.1
+	done
+}
+
+# wait_for_log STR: poll the agent log ~20 s for a line containing STR.
+wait_for_log() {
+	_i=0
+	until grep -qF -- "$1" "$AGENT_LOG"; do
+		_i=$((_i + 1))
+		[ "$_i" -ge 200 ] && return 1
+		sleep 0.1
+	done
+}
+
+# expect_events N STR...: exactly N events match. After the first one, wait 1 s more, so a
+# duplicate event, which would arrive just after, is counted too.
+expect_events() {
+	_n=$1
+	shift
+	if [ "$_n" -gt 0 ]; then
+		wait_for_event "$@" || fail "no event matching [$*] within 10 s"
+	fi
+	sleep 1
+	_got=$(count_events "$@")
+	[ "$_got" = "$_n" ] || fail "expected $_n event(s) matching [$*], got $_got"
+	[ $# -gt 0 ] && events_matching "$@" | sed 's/^/  event: /'   # for the console log
+	return 0
+}
+
+# run_as_tester CMD...: run CMD as tester (uid 1000, gid 1000). busybox here has neither
+# setuidgid nor chpst, and its setpriv cannot change uid; su from root needs no password.
+# Options go before "--": su permutes options, so a "-c" inside CMD would replace ours.
+run_as_tester() { su -s /bin/sh -c 'exec "$@"' -- tester sh "$@"; }
+
+# in_cgroup NAME CMD...: run CMD (a function works too) in cgroup v2 /sys/fs/cgroup/NAME.
+# Writing 0 to cgroup.procs moves the writer, i.e. this subshell, and so all it runs.
+in_cgroup() {
+	mkdir -p "/sys/fs/cgroup/$1"
+	(
+		echo 0 > "/sys/fs/cgroup/$1/cgroup.procs" || exit 99
+		shift
+		"$@"
+	)
+}
+
+# try_exec CMD...: run CMD, keep its status, stderr, duration and the pid /mg/pidexec wrote.
+# Typical: try_exec run_as_tester /mg/pidexec /tmp/xmrig 1
+try_exec() {
+	rm -f /tmp/pid
+	_t0=$(now)
+	"$@" >/tmp/exec.out 2>/tmp/exec.err
+	EXEC_RC=$?
+	EXEC_SECS=$(elapsed "$_t0")
+	EXEC_ERR=$(cat /tmp/exec.err)
+	EXEC_PID=$(cat /tmp/pid 2>/dev/null)
+	echo "exec [$*]: status $EXEC_RC in $EXEC_SECS s, pid ${EXEC_PID:-?}${EXEC_ERR:+, stderr: $EXEC_ERR}"
+}
+
+# expect_blocked / expect_ran: what a user sees of the last try_exec.
+expect_blocked() {
+	[ "$EXEC_RC" = 126 ] || fail "$1 was not blocked: status $EXEC_RC (want 126), stderr: $EXEC_ERR"
+	echo "$EXEC_ERR" | grep -qiE 'not permitted|permission denied' ||
+		fail "$1: status 126 but stderr does not say not permitted: $EXEC_ERR"
+}
+expect_ran() {
+	[ "$EXEC_RC" = 0 ] || fail "$1 did not run: status $EXEC_RC, stderr: $EXEC_ERR"
+}
