@@ -1,8 +1,8 @@
-//! `minerguard run`: policy -> kernel maps -> attach -> probe, then the event loop
-//! (ring buffer -> decode -> output), SIGHUP reloads and SIGTERM/SIGINT stops.
+//! `minerguard run`: policy -> kernel maps -> attach -> probe -> pins, then the event loop
+//! (ring buffer -> decode -> output), SIGHUP reloads and SIGTERM/SIGINT stops the daemon
+//! (not the enforcement: see `pins`).
 
 use std::collections::BTreeSet;
-use std::fs;
 use std::io;
 use std::mem::MaybeUninit;
 use std::path::PathBuf;
@@ -10,15 +10,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use libbpf_rs::{ErrorKind, MapCore, MapMut, RingBufferBuilder};
+use anyhow::{bail, Context, Result};
+use libbpf_rs::{ErrorKind, MapCore, RingBufferBuilder};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tracing::{error, info, warn};
 
 use crate::event;
 use crate::lsm;
-use crate::maps;
+use crate::maps::{self, Config};
+use crate::metrics;
 use crate::output;
+use crate::pins;
 use crate::policy::{Mode, Policy};
 
 pub struct Options {
@@ -26,6 +28,8 @@ pub struct Options {
     /// Wins over the policy's mode, at start and on every reload.
     pub mode: Option<Mode>,
     pub skip_lsm_list_check: bool,
+    /// Where to serve Prometheus metrics (loopback only), if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// How often the loop wakes without events, to notice signals, mode flips and lost events.
@@ -50,47 +54,6 @@ impl Signals {
     }
 }
 
-/// The config map pinned for `minerguard mode`; unpinned when the agent stops.
-struct ConfigPin;
-
-impl ConfigPin {
-    fn pin(config: &mut MapMut<'_>) -> Result<ConfigPin> {
-        ensure_bpffs()?;
-        fs::create_dir_all(maps::PIN_DIR).with_context(|| format!("creating {}", maps::PIN_DIR))?;
-        // A pin left by an agent that was killed belongs to a map nobody uses any more.
-        let _ = fs::remove_file(maps::CONFIG_PIN);
-        config
-            .pin(maps::CONFIG_PIN)
-            .with_context(|| format!("pinning the config map at {}", maps::CONFIG_PIN))?;
-        Ok(ConfigPin)
-    }
-}
-
-impl Drop for ConfigPin {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(maps::CONFIG_PIN);
-        let _ = fs::remove_dir(maps::PIN_DIR);
-    }
-}
-
-fn ensure_bpffs() -> Result<()> {
-    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    if mounts
-        .lines()
-        .any(|l| l.split(' ').nth(1) == Some("/sys/fs/bpf"))
-    {
-        return Ok(());
-    }
-    nix::mount::mount(
-        Some("bpf"),
-        "/sys/fs/bpf",
-        Some("bpf"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .context("mounting the BPF filesystem at /sys/fs/bpf")
-}
-
 /// What the agent has put into the kernel, so that a reload can move from it.
 struct Applied {
     names: BTreeSet<String>,
@@ -108,15 +71,39 @@ pub fn run(opts: Options) -> Result<()> {
     if !opts.skip_lsm_list_check {
         lsm::check_active_list()?;
     }
+    pins::ensure_bpffs()?;
+    if let Some(pinned) = pins::Pinned::open()? {
+        if let Some(pid) = pinned
+            .snapshot()?
+            .agent_pid
+            .filter(|&p| p != std::process::id())
+        {
+            bail!("another minerguard agent (pid {pid}) already runs; stop it first");
+        }
+    }
 
     let mut storage = MaybeUninit::uninit();
-    let mut skel = lsm::load(&mut storage)?;
-    maps::set_mode(&skel.maps.mg_config, mode)?;
+    let (mut skel, adopted) = lsm::load(&mut storage)?;
     let names: BTreeSet<String> = policy.names.into_iter().collect();
-    maps::insert_names(&skel.maps.mg_names, names.iter().map(String::as_str))?;
-    let link = lsm::attach(&skel)?;
+    let left = if adopted {
+        maps::names(&skel.maps.mg_names)
+    } else {
+        BTreeSet::new()
+    };
+    maps::replace_names(&skel.maps.mg_names, &left, &names)?;
+    maps::write_config(
+        &skel.maps.mg_config,
+        Config {
+            mode,
+            agent_pid: Some(std::process::id()),
+        },
+    )?;
+    let mut link = lsm::attach(&skel)?;
     lsm::probe(&skel.maps.mg_names)?;
-    let _pin = ConfigPin::pin(&mut skel.maps.mg_config)?;
+    pins::install(&mut skel, &mut link, adopted)?;
+    if adopted {
+        info!("adopted the pinned program's maps: events queued while no agent ran follow");
+    }
 
     let maps = &skel.maps;
     let mut stdout = io::stdout().lock();
@@ -139,9 +126,19 @@ pub fn run(opts: Options) -> Result<()> {
     })
     .context("setting up the event ring buffer")?;
     let ring = ring.build().context("setting up the event ring buffer")?;
+    if let Some(addr) = opts.metrics_addr {
+        metrics::serve(addr)?;
+    }
 
     let mut applied = Applied { names, mode };
-    let mut lost = maps::stats(&maps.mg_stats)?.lost;
+    let stats = maps::stats(&maps.mg_stats)?;
+    if stats.lost > 0 {
+        warn!(
+            lost_total = stats.lost,
+            "events were lost since the program was loaded"
+        );
+    }
+    let mut lost = stats.lost;
     info!(mode = %mode, names = applied.names.len(), policy = %opts.policy.display(), "minerguard ready");
     notify_ready();
 
@@ -158,11 +155,21 @@ pub fn run(opts: Options) -> Result<()> {
         lost = report_lost(&maps.mg_stats, lost);
     }
 
-    info!("stopping: detaching the BPF LSM program");
-    // Drain what was queued before the stop, then detach.
+    // Drain what was queued before the stop. The pinned link keeps the node protected.
     let _ = ring.consume();
-    drop(ring);
-    drop(link);
+    if let Err(e) = maps::write_config(
+        &maps.mg_config,
+        Config {
+            mode: applied.mode,
+            agent_pid: None,
+        },
+    ) {
+        warn!(
+            error = format!("{e:#}"),
+            "cannot clear the agent pid in the kernel config map"
+        );
+    }
+    info!("stopping; enforcement stays in place (`minerguard disable` removes it)");
     Ok(())
 }
 
@@ -212,7 +219,7 @@ fn reload(opts: &Options, applied: &mut Applied, names_map: &dyn MapCore, config
 
 /// Logs a mode flipped from outside (`minerguard mode`), so the log tells what is in force.
 fn watch_mode(applied: &mut Applied, config: &dyn MapCore) {
-    match maps::mode(config) {
+    match maps::config(config).map(|c| c.mode) {
         Ok(mode) if mode != applied.mode => {
             info!(from = %applied.mode, to = %mode, "mode changed at runtime");
             applied.mode = mode;

@@ -16,6 +16,7 @@ use nix::sys::memfd::{memfd_create, MFdFlags};
 
 use crate::bpf::{MinerguardSkel, MinerguardSkelBuilder};
 use crate::maps;
+use crate::pins;
 
 const LSM_LIST: &str = "/sys/kernel/security/lsm";
 const SECURITYFS: &str = "/sys/kernel/security";
@@ -119,12 +120,14 @@ fn load_refused(err: libbpf_rs::Error) -> anyhow::Error {
     anyhow!("the kernel refused minerguard's BPF LSM program ({err}): {why}")
 }
 
-/// Opens and loads the BPF object into `storage` (the skeleton borrows it).
-pub fn load(storage: &mut MaybeUninit<OpenObject>) -> Result<MinerguardSkel<'_>> {
-    let open = MinerguardSkelBuilder::default()
+/// Opens and loads the BPF object into `storage` (the skeleton borrows it), on the maps a
+/// previous agent pinned when they fit. Returns whether it adopted them.
+pub fn load(storage: &mut MaybeUninit<OpenObject>) -> Result<(MinerguardSkel<'_>, bool)> {
+    let mut open = MinerguardSkelBuilder::default()
         .open(storage)
         .context("opening minerguard's BPF object")?;
-    open.load().map_err(load_refused)
+    let adopted = pins::reuse_maps(&mut open.maps)?;
+    Ok((open.load().map_err(load_refused)?, adopted))
 }
 
 pub fn attach(skel: &MinerguardSkel<'_>) -> Result<Link> {

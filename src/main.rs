@@ -2,7 +2,8 @@
 //!
 //! The data path, one module each: `policy` (policy.toml) -> `maps` (kernel maps) ->
 //! `bpf` (the LSM hook, in C) -> ring buffer -> `event` (decoding) -> `enrich` -> `output`.
-//! `lsm` loads, attaches and proves the hook; `daemon` runs the whole.
+//! `lsm` loads, attaches and proves the hook; `pins` keeps it in force across restarts;
+//! `daemon` runs the whole; `metrics` serves the counters.
 
 mod bpf;
 mod daemon;
@@ -10,15 +11,21 @@ mod enrich;
 mod event;
 mod lsm;
 mod maps;
+mod metrics;
 mod output;
+mod pins;
 mod policy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use libbpf_rs::{MapCore, MapHandle};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use crate::policy::{Mode, Policy};
 
@@ -47,10 +54,20 @@ enum Cmd {
         /// Format of the logs on stderr.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Serve Prometheus metrics at http://ADDR/metrics (loopback only, e.g. 127.0.0.1:9464).
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<SocketAddr>,
         /// For tests: skip the active-LSM list and let the functional probe decide.
         #[arg(long, hide = true)]
         skip_lsm_list_check: bool,
     },
+    /// Show whether enforcement is active, the mode, the names and the kernel's counters.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the agent if it runs and remove the pinned program: execs are no longer checked.
+    Disable,
     /// Validate a policy file without touching the kernel.
     Check { path: PathBuf },
     /// Switch the running agent between audit and enforce; the next exec sees the new mode.
@@ -85,16 +102,101 @@ fn init_logging(format: LogFormat) {
     )));
 }
 
-fn set_mode(mode: Mode) -> Result<()> {
-    let config = MapHandle::from_pinned_path(maps::CONFIG_PIN).with_context(|| {
+fn pinned() -> Result<pins::Pinned> {
+    pins::Pinned::open()?.with_context(|| {
         format!(
-            "no running minerguard agent found (no pinned config map at {})",
-            maps::CONFIG_PIN
+            "minerguard is not enforcing: nothing is pinned at {} (start it with `minerguard run` or `systemctl start minerguard`)",
+            pins::config_path().display()
         )
-    })?;
-    let before = maps::mode(&config as &dyn MapCore)?;
-    maps::set_mode(&config, mode)?;
-    println!("mode: {before} -> {mode}");
+    })
+}
+
+fn set_mode(mode: Mode) -> Result<()> {
+    let before = maps::set_mode(pinned()?.config_map(), mode)?;
+    println!("mode: {} -> {mode}", before.mode);
+    Ok(())
+}
+
+/// Exit status 3 when nothing is enforced, as `systemctl status` does for a stopped unit.
+fn status(json: bool) -> Result<ExitCode> {
+    let snapshot = match pins::Pinned::open()? {
+        Some(p) => Some(p.snapshot()?),
+        None => None,
+    };
+    if json {
+        let value = match &snapshot {
+            None => {
+                serde_json::json!({ "enforcing": false, "mode": null, "names": 0, "agent_pid": null, "counters": null })
+            }
+            Some(s) => serde_json::json!({
+                "enforcing": s.enforcing,
+                "mode": s.mode.as_str(),
+                "names": s.names,
+                "agent_pid": s.agent_pid,
+                "counters": {
+                    "checked": s.stats.checked,
+                    "blocked": s.stats.blocked,
+                    "audited": s.stats.audited,
+                    "lost": s.stats.lost,
+                },
+            }),
+        };
+        println!("{value}");
+    } else {
+        match &snapshot {
+            None => println!(
+                "enforcement: inactive (nothing pinned at {})",
+                pins::PIN_DIR
+            ),
+            Some(s) => {
+                let active = if s.enforcing {
+                    "active"
+                } else {
+                    "inactive (the program is not attached)"
+                };
+                println!("enforcement: {active}");
+                println!("mode:        {}", s.mode);
+                println!("names:       {}", s.names);
+                match s.agent_pid {
+                    Some(pid) => println!("agent:       running (pid {pid})"),
+                    None => println!("agent:       not running (the pinned program enforces on its own; events queue until an agent runs)"),
+                }
+                println!(
+                    "counters:    {} checked, {} blocked, {} audited, {} events lost",
+                    s.stats.checked, s.stats.blocked, s.stats.audited, s.stats.lost
+                );
+            }
+        }
+    }
+    Ok(match snapshot {
+        Some(s) if s.enforcing => ExitCode::SUCCESS,
+        _ => ExitCode::from(3),
+    })
+}
+
+fn disable() -> Result<()> {
+    if let Some(pid) = pins::Pinned::open()?
+        .map(|p| p.snapshot())
+        .transpose()?
+        .and_then(|s| s.agent_pid)
+    {
+        // The agent holds the link open: it must be gone for the link to go.
+        let pid = Pid::from_raw(pid as i32);
+        kill(pid, Signal::SIGTERM).with_context(|| format!("stopping the agent (pid {pid})"))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pins::is_agent(pid.as_raw() as u32) {
+            if Instant::now() > deadline {
+                bail!("the agent (pid {pid}) did not stop within 20 s; nothing was removed");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!("stopped the agent (pid {pid})");
+    }
+    if pins::remove()? {
+        println!("enforcement removed: execs are no longer checked");
+    } else {
+        println!("nothing to remove: minerguard was not enforcing");
+    }
     Ok(())
 }
 
@@ -105,15 +207,26 @@ fn main() -> ExitCode {
             policy,
             mode,
             log_format,
+            metrics_addr,
             skip_lsm_list_check,
         } => {
             init_logging(log_format);
-            daemon::run(daemon::Options {
-                policy,
-                mode,
-                skip_lsm_list_check,
-            })
+            metrics_addr
+                .map_or(Ok(()), metrics::check_addr)
+                .and_then(|()| {
+                    daemon::run(daemon::Options {
+                        policy,
+                        mode,
+                        skip_lsm_list_check,
+                        metrics_addr,
+                    })
+                })
         }
+        Cmd::Status { json } => match status(json) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
+        Cmd::Disable => disable(),
         Cmd::Check { path } => match Policy::load(&path) {
             Ok(p) => {
                 println!(

@@ -18,10 +18,6 @@ pub const MAX_NAMES: usize = 65536;
 pub const PROBE_NAME: &str = "memfd:minerguard-lsm-probe";
 pub const PROBE_MEMFD_NAME: &str = "minerguard-lsm-probe";
 
-/// Where the running agent pins the maps that other commands (`minerguard mode`) reach.
-pub const PIN_DIR: &str = "/sys/fs/bpf/minerguard";
-pub const CONFIG_PIN: &str = "/sys/fs/bpf/minerguard/config";
-
 fn name_key(name: &str) -> Vec<u8> {
     let mut key = vec![0u8; size_of::<mg_name>()];
     // The policy validator has already refused longer names; cutting here would only ever
@@ -81,17 +77,25 @@ pub fn delete_probe(map: &dyn MapCore) -> Result<()> {
         .context("removing the probe name from the kernel names map")
 }
 
-fn config_bytes(mode: Mode) -> Vec<u8> {
-    let config = mg_config {
-        mode: match mode {
+/// The config map's single entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub mode: Mode,
+    /// The daemon that owns the pinned program, if one runs.
+    pub agent_pid: Option<u32>,
+}
+
+fn config_bytes(config: Config) -> Vec<u8> {
+    let raw = mg_config {
+        mode: match config.mode {
             Mode::Audit => mg_mode::MG_MODE_AUDIT,
             Mode::Enforce => mg_mode::MG_MODE_ENFORCE,
         },
-        reserved: 0,
+        agent_pid: config.agent_pid.unwrap_or(0),
     };
     let mut bytes = Vec::with_capacity(size_of::<mg_config>());
-    bytes.extend_from_slice(&config.mode.0.to_ne_bytes());
-    bytes.extend_from_slice(&config.reserved.to_ne_bytes());
+    bytes.extend_from_slice(&raw.mode.0.to_ne_bytes());
+    bytes.extend_from_slice(&raw.agent_pid.to_ne_bytes());
     bytes
 }
 
@@ -103,22 +107,46 @@ pub fn mode_from_kernel(mode: mg_mode) -> Result<Mode> {
     }
 }
 
-pub fn set_mode(config: &dyn MapCore, mode: Mode) -> Result<()> {
-    config
-        .update(&0u32.to_ne_bytes(), &config_bytes(mode), MapFlags::ANY)
-        .context("writing the mode to the kernel config map")
+pub fn write_config(map: &dyn MapCore, config: Config) -> Result<()> {
+    map.update(&0u32.to_ne_bytes(), &config_bytes(config), MapFlags::ANY)
+        .context("writing the kernel config map")
 }
 
-pub fn mode(config: &dyn MapCore) -> Result<Mode> {
-    let bytes = config
+pub fn config(map: &dyn MapCore) -> Result<Config> {
+    let bytes = map
         .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
         .context("reading the kernel config map")?
         .context("the kernel config map has no entry")?;
-    let raw: [u8; 4] = bytes
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .context("the kernel config entry is too short")?;
-    mode_from_kernel(mg_mode(u32::from_ne_bytes(raw)))
+    let word = |at: usize| -> Result<u32> {
+        let raw: [u8; 4] = bytes
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .context("the kernel config entry is too short")?;
+        Ok(u32::from_ne_bytes(raw))
+    };
+    let pid = word(4)?;
+    Ok(Config {
+        mode: mode_from_kernel(mg_mode(word(0)?))?,
+        agent_pid: (pid != 0).then_some(pid),
+    })
+}
+
+/// Changes the mode, keeping the rest of the entry.
+pub fn set_mode(map: &dyn MapCore, mode: Mode) -> Result<Config> {
+    let before = config(map)?;
+    write_config(map, Config { mode, ..before })?;
+    Ok(before)
+}
+
+/// The listed names in the map (the probe's entry aside), e.g. those a previous agent left.
+pub fn names(map: &dyn MapCore) -> BTreeSet<String> {
+    map.keys()
+        .map(|key| {
+            let end = key.iter().position(|&b| b == 0).unwrap_or(key.len());
+            String::from_utf8_lossy(&key[..end]).into_owned()
+        })
+        .filter(|name| name != PROBE_NAME)
+        .collect()
 }
 
 /// The program's counters, summed over CPUs.
@@ -164,9 +192,13 @@ mod tests {
         let skel = MinerguardSkelBuilder::default().open(&mut storage).unwrap();
         assert_eq!(skel.maps.mg_names.max_entries() as usize, MAX_NAMES);
         assert_eq!(skel.maps.mg_names.key_size() as usize, NAME_MAX_BYTES + 1);
+        let config = Config {
+            mode: Mode::Audit,
+            agent_pid: Some(1),
+        };
         assert_eq!(
             skel.maps.mg_config.value_size() as usize,
-            config_bytes(Mode::Audit).len()
+            config_bytes(config).len()
         );
         assert_eq!(
             skel.maps.mg_stats.max_entries(),
@@ -187,7 +219,11 @@ mod tests {
     #[test]
     fn config_encodes_enforce_as_zero() {
         // An entry never written reads as zero: it must mean enforce (fail closed).
-        assert_eq!(config_bytes(Mode::Enforce), [0; 8]);
+        let never_written = Config {
+            mode: Mode::Enforce,
+            agent_pid: None,
+        };
+        assert_eq!(config_bytes(never_written), [0; 8]);
         assert_eq!(mode_from_kernel(mg_mode(0)).unwrap(), Mode::Enforce);
         assert_eq!(mode_from_kernel(mg_mode(1)).unwrap(), Mode::Audit);
         assert!(mode_from_kernel(mg_mode(7)).is_err());

@@ -103,11 +103,37 @@ fn run_rejects_a_bad_flag() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("possible values: audit, enforce"));
 }
 
+// This machine's kernel cannot load the program, so nothing is ever pinned here.
 #[test]
-fn mode_without_a_running_agent_says_so() {
+fn mode_without_enforcement_says_so() {
     let out = minerguard().args(["mode", "audit"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no running minerguard agent found"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("minerguard is not enforcing: nothing is pinned"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn status_without_enforcement_exits_3() {
+    let out = minerguard().args(["status", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["enforcing"], false);
+    let out = minerguard().arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("enforcement: inactive"));
+}
+
+#[test]
+fn metrics_refuse_non_loopback_addresses() {
+    let out = minerguard()
+        .args(["run", "--metrics-addr", "0.0.0.0:9464"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("binds only to loopback addresses"));
 }
 
 /// On a kernel that cannot run BPF-LSM programs (this machine's), `run` must fail clearly

@@ -59,10 +59,14 @@ struct mg_name {
 	char name[MG_NAME_LEN];
 };
 
-/* Single entry of the config map; the daemon flips `mode` at runtime. */
+/*
+ * Single entry of the config map; `minerguard mode` flips `mode` at runtime.
+ * The program reads only `mode`: `agent_pid` tells `minerguard status` and a
+ * second agent which daemon, if any, owns the pinned program (0: none).
+ */
 struct mg_config {
 	enum mg_mode mode;
-	__u32 reserved;
+	__u32 agent_pid;
 };
 
 struct mg_event {

@@ -1,0 +1,31 @@
+# What an operator reads: `minerguard status` (text and --json) and the Prometheus endpoint.
+# shellcheck shell=sh source=../guest/lib.sh  # busybox sh; /mg/lib.sh in the VM
+. /mg/lib.sh
+ip link set lo up
+write_policy /tmp/policy.toml audit xmrig minerd cpuminer
+start_agent /tmp/policy.toml --metrics-addr 127.0.0.1:9464
+cp /bin/sleep /tmp/xmrig
+try_exec /mg/pidexec /tmp/xmrig 0
+expect_ran "xmrig in audit mode"
+expect_events 1 '"action":"audited"'
+
+minerguard status >/tmp/status.out || fail "status exited $? while enforcing"
+cat /tmp/status.out
+grep -q "^enforcement: active" /tmp/status.out || fail "status text does not say active"
+grep -q "^agent: *running (pid $AGENT_PID)" /tmp/status.out || fail "status text does not name the agent pid $AGENT_PID"
+minerguard status --json >/tmp/status.json || fail "status --json exited $?"
+cat /tmp/status.json
+for want in '"enforcing":true' '"mode":"audit"' '"names":3' "\"agent_pid\":$AGENT_PID" '"audited":1' '"blocked":0' '"lost":0'; do
+	grep -qF "$want" /tmp/status.json || fail "status --json lacks $want"
+done
+
+wget -q -O /tmp/metrics.txt http://127.0.0.1:9464/metrics || fail "no metrics on 127.0.0.1:9464"
+cat /tmp/metrics.txt
+for want in 'minerguard_execs_audited_total 1' 'minerguard_execs_blocked_total 0' 'minerguard_policy_names 3' \
+	'minerguard_enforcing 1' 'minerguard_enforce_mode 0' '# TYPE minerguard_events_lost_total counter'; do
+	grep -qxF "$want" /tmp/metrics.txt || fail "metrics lack '$want'"
+done
+checked=$(sed -n 's/^minerguard_execs_checked_total //p' /tmp/metrics.txt)
+[ "${checked:-0}" -ge 1 ] || fail "execs_checked_total is ${checked:-missing}"
+stop_agent || fail "agent exited with status $? on SIGTERM"
+pass
