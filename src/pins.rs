@@ -110,7 +110,10 @@ pub fn reuse_maps(maps: &mut OpenMinerguardMaps<'_>) -> Result<bool> {
 /// Pins `path` through `pin` at a temporary name, then renames it over `path`: whatever was
 /// pinned there stays in place until the new object is.
 fn pin_over(path: &Path, pin: impl FnOnce(&Path) -> libbpf_rs::Result<()>) -> Result<()> {
-    let tmp = path.with_extension("new");
+    // bpffs refuses names with a dot.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push("_new");
+    let tmp = PathBuf::from(tmp);
     let _ = fs::remove_file(&tmp);
     pin(&tmp).with_context(|| format!("pinning {}", tmp.display()))?;
     fs::rename(&tmp, path)
