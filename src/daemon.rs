@@ -2,9 +2,9 @@
 //! (ring buffer -> decode -> output), SIGHUP reloads and SIGTERM/SIGINT stops the daemon
 //! (not the enforcement: see `pins`).
 
-use std::collections::BTreeSet;
 use std::io;
 use std::mem::MaybeUninit;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,9 +15,10 @@ use libbpf_rs::{ErrorKind, MapCore, RingBufferBuilder};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tracing::{error, info, warn};
 
+use crate::bpf::MinerguardMaps;
 use crate::event;
 use crate::lsm;
-use crate::maps::{self, Config};
+use crate::maps::{self, Config, ListMaps, Lists};
 use crate::metrics;
 use crate::output;
 use crate::pins;
@@ -56,21 +57,57 @@ impl Signals {
 
 /// What the agent has put into the kernel, so that a reload can move from it.
 struct Applied {
-    names: BTreeSet<String>,
-    mode: Mode,
+    lists: Lists,
+    config: Config,
+}
+
+/// The config entry a policy asks for, `--mode` winning over the policy's mode.
+fn config_for(policy: &Policy, opts: &Options, lists: &Lists, host_mnt_ns: u32) -> Config {
+    Config {
+        mode: opts.mode.unwrap_or(policy.mode),
+        scope: policy.scope,
+        memfd_block: policy.memfd_block,
+        has_prefixes: !lists.prefixes.is_empty(),
+        host_mnt_ns,
+        agent_pid: Some(std::process::id()),
+    }
+}
+
+/// The mount namespace of PID 1: a process in it is the host's, not a container's.
+fn host_mnt_ns() -> Result<u32> {
+    let ino = match std::fs::metadata("/proc/1/ns/mnt") {
+        Ok(meta) => meta.ino(),
+        Err(e) => {
+            // A sandbox may hide PID 1's namespaces; the agent's own is the best guess then.
+            warn!(error = %e, "cannot read /proc/1/ns/mnt: taking the agent's mount namespace as the host's");
+            std::fs::metadata("/proc/self/ns/mnt")
+                .context("reading the agent's mount namespace (/proc/self/ns/mnt)")?
+                .ino()
+        }
+    };
+    u32::try_from(ino).context("mount namespace inode out of range")
+}
+
+fn list_maps<'a>(maps: &'a MinerguardMaps<'_>) -> ListMaps<'a> {
+    ListMaps {
+        names: &maps.mg_names,
+        prefixes: &maps.mg_prefixes,
+        memfd_allow: &maps.mg_memfd_allow,
+    }
 }
 
 pub fn run(opts: Options) -> Result<()> {
     // Validate everything before the kernel is touched.
     let policy = Policy::load(&opts.policy)?;
-    let mode = opts.mode.unwrap_or(policy.mode);
-    if policy.names.is_empty() {
+    let lists = Lists::from_policy(&policy);
+    if lists.patterns() == 0 {
         warn!(policy = %opts.policy.display(), "the policy lists no names: nothing will be blocked");
     }
     let signals = Signals::register()?;
     if !opts.skip_lsm_list_check {
         lsm::check_active_list()?;
     }
+    let config = config_for(&policy, &opts, &lists, host_mnt_ns()?);
     pins::ensure_bpffs()?;
     if let Some(pinned) = pins::Pinned::open()? {
         if let Some(pid) = pinned
@@ -84,20 +121,13 @@ pub fn run(opts: Options) -> Result<()> {
 
     let mut storage = MaybeUninit::uninit();
     let (mut skel, adopted) = lsm::load(&mut storage)?;
-    let names: BTreeSet<String> = policy.names.into_iter().collect();
     let left = if adopted {
-        maps::names(&skel.maps.mg_names)
+        list_maps(&skel.maps).read()
     } else {
-        BTreeSet::new()
+        Lists::default()
     };
-    maps::replace_names(&skel.maps.mg_names, &left, &names)?;
-    maps::write_config(
-        &skel.maps.mg_config,
-        Config {
-            mode,
-            agent_pid: Some(std::process::id()),
-        },
-    )?;
+    list_maps(&skel.maps).replace(&left, &lists)?;
+    maps::write_config(&skel.maps.mg_config, config)?;
     let mut link = lsm::attach(&skel)?;
     lsm::probe(&skel.maps.mg_names)?;
     pins::install(&mut skel, &mut link, adopted)?;
@@ -130,7 +160,7 @@ pub fn run(opts: Options) -> Result<()> {
         metrics::serve(addr)?;
     }
 
-    let mut applied = Applied { names, mode };
+    let mut applied = Applied { lists, config };
     let stats = maps::stats(&maps.mg_stats)?;
     if stats.lost > 0 {
         warn!(
@@ -139,7 +169,14 @@ pub fn run(opts: Options) -> Result<()> {
         );
     }
     let mut lost = stats.lost;
-    info!(mode = %mode, names = applied.names.len(), policy = %opts.policy.display(), "minerguard ready");
+    info!(
+        mode = %config.mode,
+        scope = config.scope.as_str(),
+        names = applied.lists.patterns(),
+        memfd_block = config.memfd_block,
+        policy = %opts.policy.display(),
+        "minerguard ready"
+    );
     notify_ready();
 
     while !signals.stop.load(Ordering::Relaxed) {
@@ -149,7 +186,7 @@ pub fn run(opts: Options) -> Result<()> {
             Err(e) => return Err(e).context("reading events from the ring buffer"),
         }
         if signals.reload.swap(false, Ordering::Relaxed) {
-            reload(&opts, &mut applied, &maps.mg_names, &maps.mg_config);
+            reload(&opts, &mut applied, &list_maps(maps), &maps.mg_config);
         }
         watch_mode(&mut applied, &maps.mg_config);
         lost = report_lost(&maps.mg_stats, lost);
@@ -160,8 +197,8 @@ pub fn run(opts: Options) -> Result<()> {
     if let Err(e) = maps::write_config(
         &maps.mg_config,
         Config {
-            mode: applied.mode,
             agent_pid: None,
+            ..applied.config
         },
     ) {
         warn!(
@@ -182,7 +219,7 @@ fn notify_ready() {
 }
 
 /// Applies the policy file again. A policy that fails validation changes nothing.
-fn reload(opts: &Options, applied: &mut Applied, names_map: &dyn MapCore, config: &dyn MapCore) {
+fn reload(opts: &Options, applied: &mut Applied, lists: &ListMaps<'_>, config: &dyn MapCore) {
     let policy = match Policy::load(&opts.policy) {
         Ok(p) => p,
         Err(e) => {
@@ -194,35 +231,47 @@ fn reload(opts: &Options, applied: &mut Applied, names_map: &dyn MapCore, config
             return;
         }
     };
-    let names: BTreeSet<String> = policy.names.into_iter().collect();
-    if let Err(e) = maps::replace_names(names_map, &applied.names, &names) {
-        // Additions come before removals, so the old names are all still in the map; some of
-        // the new ones may be too, and the next reload accounts for them.
+    let new = Lists::from_policy(&policy);
+    if let Err(e) = lists.replace(&applied.lists, &new) {
+        // Additions come before removals, so the old entries are all still in the maps; some
+        // of the new ones may be too: re-read what the maps hold for the next reload.
         error!(
             error = format!("{e:#}"),
             "policy reload failed while updating the kernel; the running policy stays in force"
         );
-        applied.names.extend(names);
+        applied.lists = lists.read();
         return;
     }
-    let added = names.difference(&applied.names).count();
-    let removed = applied.names.difference(&names).count();
-    applied.names = names;
-    let mode = opts.mode.unwrap_or(policy.mode);
-    if let Err(e) = maps::set_mode(config, mode) {
-        error!(error = format!("{e:#}"), mode = %mode, "cannot apply the reloaded policy's mode");
-    } else {
-        applied.mode = mode;
+    let added = new.names.difference(&applied.lists.names).count()
+        + new.prefixes.difference(&applied.lists.prefixes).count();
+    let removed = applied.lists.names.difference(&new.names).count()
+        + applied.lists.prefixes.difference(&new.prefixes).count();
+    let wanted = config_for(&policy, opts, &new, applied.config.host_mnt_ns);
+    applied.lists = new;
+    match maps::write_config(config, wanted) {
+        Ok(()) => applied.config = wanted,
+        Err(e) => error!(
+            error = format!("{e:#}"),
+            "cannot apply the reloaded policy's mode and scope"
+        ),
     }
-    info!(names = applied.names.len(), added, removed, mode = %applied.mode, "policy reloaded");
+    info!(
+        names = applied.lists.patterns(),
+        added,
+        removed,
+        mode = %applied.config.mode,
+        scope = applied.config.scope.as_str(),
+        memfd_block = applied.config.memfd_block,
+        "policy reloaded"
+    );
 }
 
 /// Logs a mode flipped from outside (`minerguard mode`), so the log tells what is in force.
 fn watch_mode(applied: &mut Applied, config: &dyn MapCore) {
     match maps::config(config).map(|c| c.mode) {
-        Ok(mode) if mode != applied.mode => {
-            info!(from = %applied.mode, to = %mode, "mode changed at runtime");
-            applied.mode = mode;
+        Ok(mode) if mode != applied.config.mode => {
+            info!(from = %applied.config.mode, to = %mode, "mode changed at runtime");
+            applied.config.mode = mode;
         }
         Ok(_) => {}
         Err(e) => warn!(

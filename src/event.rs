@@ -31,6 +31,8 @@ pub enum MatchedOn {
     /// The basename of the path passed to exec: the name the process would carry.
     ProcessName,
     Both,
+    /// No name: the exec was from a memfd, and memfd execs are blocked.
+    Memfd,
 }
 
 impl MatchedOn {
@@ -39,6 +41,7 @@ impl MatchedOn {
             MatchedOn::File => "file",
             MatchedOn::ProcessName => "process_name",
             MatchedOn::Both => "both",
+            MatchedOn::Memfd => "memfd",
         }
     }
 }
@@ -57,9 +60,14 @@ pub struct Event {
     pub mode: Mode,
     pub matched_on: MatchedOn,
     pub comm: String,
+    /// The listed name, or the pattern (with its `*`) that matched.
     pub matched_name: String,
     pub file_name: String,
     pub filename: String,
+    /// In the host's mount namespace.
+    pub host: bool,
+    /// The leaf name of the caller's cgroup, as it was at the exec.
+    pub cgroup_name: String,
 }
 
 /// The bytes of a C string field up to its first NUL, as text.
@@ -92,6 +100,7 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         mg_match::MG_MATCH_FILE => MatchedOn::File,
         mg_match::MG_MATCH_PROCESS_NAME => MatchedOn::ProcessName,
         mg_match::MG_MATCH_BOTH => MatchedOn::Both,
+        mg_match::MG_MATCH_MEMFD => MatchedOn::Memfd,
         other => bail!("unknown match kind {} in an event", other.0),
     };
     Ok(Event {
@@ -107,9 +116,11 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         mode: mode_from_kernel(raw.mode)?,
         matched_on,
         comm: c_str(&raw.comm),
-        matched_name: c_str(&raw.matched_name),
+        matched_name: c_str(&raw.matched_name) + if raw.matched_prefix != 0 { "*" } else { "" },
         file_name: c_str(&raw.file_name),
         filename: c_str(&raw.filename),
+        host: raw.host != 0,
+        cgroup_name: c_str(&raw.cgroup_name),
     })
 }
 
@@ -144,6 +155,10 @@ pub(crate) mod tests {
         fill(&mut e.matched_name, "xmrig");
         fill(&mut e.file_name, "xmrig");
         fill(&mut e.filename, "/tmp/xmrig");
+        fill(
+            &mut e.cgroup_name,
+            "docker-3f1c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a.scope",
+        );
         // SAFETY: reading the bytes of a plain-old-data struct.
         unsafe {
             std::slice::from_raw_parts((&e as *const mg_event).cast::<u8>(), size_of::<mg_event>())
@@ -162,6 +177,15 @@ pub(crate) mod tests {
         assert_eq!(e.matched_name, "xmrig");
         assert_eq!(e.filename, "/tmp/xmrig");
         assert_eq!(e.cgroup_id, 4242);
+        assert!(!e.host);
+        assert!(e.cgroup_name.starts_with("docker-3f1c"));
+    }
+
+    #[test]
+    fn prefix_matches_report_the_pattern() {
+        let mut raw = raw_blocked_xmrig();
+        raw[std::mem::offset_of!(mg_event, matched_prefix)] = 1;
+        assert_eq!(decode(&raw).unwrap().matched_name, "xmrig*");
     }
 
     #[test]

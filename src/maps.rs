@@ -1,4 +1,4 @@
-//! The kernel maps: the policy written in (names, mode), counters read back. Keys and values
+//! The kernel maps: the policy written in (lists, mode, scope), counters read back. Keys and values
 //! are the generated contract types of `src/bpf/minerguard.h`, so both sides share one layout.
 
 use std::collections::BTreeSet;
@@ -7,13 +7,19 @@ use std::mem::size_of;
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::bpf::types::{mg_config, mg_mode, mg_name, mg_name_kind, mg_stat};
-use crate::policy::Mode;
+use crate::bpf::types::{
+    mg_config, mg_config_flag, mg_mode, mg_name, mg_name_kind, mg_scope, mg_stat,
+};
+use crate::policy::{Mode, Policy, Scope};
 
 /// Longest listed name in bytes (the key keeps one byte for the NUL).
 pub const NAME_MAX_BYTES: usize = size_of::<mg_name>() - 1;
-/// The names map's `max_entries` (`MG_MAX_NAMES`); a test holds the two together.
+/// The maps' `max_entries` (`MG_MAX_*`); a test holds them together.
 pub const MAX_NAMES: usize = 65536;
+pub const MAX_PREFIXES: usize = 4096;
+pub const MAX_MEMFD_ALLOW: usize = 256;
+/// What the kernel prefixes a memfd's name with in its dentry.
+pub const MEMFD_PREFIX: &str = "memfd:";
 /// The dentry name of the daemon's probe memfd (the kernel prefixes memfd names with `memfd:`).
 pub const PROBE_NAME: &str = "memfd:minerguard-lsm-probe";
 pub const PROBE_MEMFD_NAME: &str = "minerguard-lsm-probe";
@@ -27,40 +33,138 @@ fn name_key(name: &str) -> Vec<u8> {
     key
 }
 
+fn name_from_key(key: &[u8]) -> String {
+    let end = key.iter().position(|&b| b == 0).unwrap_or(key.len());
+    String::from_utf8_lossy(&key[..end]).into_owned()
+}
+
+/// An LPM trie key: the pattern's length in bits, then the pattern.
+fn prefix_key(prefix: &str) -> Vec<u8> {
+    let mut key = ((prefix.len().min(NAME_MAX_BYTES) * 8) as u32)
+        .to_ne_bytes()
+        .to_vec();
+    key.extend(name_key(prefix));
+    key
+}
+
+fn prefix_from_key(key: &[u8]) -> String {
+    let bits = key
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_ne_bytes) as usize;
+    let name = key.get(4..).unwrap_or_default();
+    String::from_utf8_lossy(&name[..(bits / 8).min(name.len())]).into_owned()
+}
+
 fn kind_value(kind: mg_name_kind) -> [u8; 4] {
     kind.0.to_ne_bytes()
 }
 
-/// Adds every name of `names` that is not in the map yet.
-pub fn insert_names<'a>(map: &dyn MapCore, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
-    for name in names {
-        map.update(
-            &name_key(name),
-            &kind_value(mg_name_kind::MG_NAME_LISTED),
-            MapFlags::ANY,
-        )
-        .with_context(|| format!("adding {name:?} to the kernel names map"))?;
-    }
-    Ok(())
+/// The lists of a policy as the kernel holds them, one map each.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lists {
+    pub names: BTreeSet<String>,
+    /// Without their trailing `*`.
+    pub prefixes: BTreeSet<String>,
+    pub memfd_allow: BTreeSet<String>,
 }
 
-pub fn delete_names<'a>(map: &dyn MapCore, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
-    for name in names {
-        map.delete(&name_key(name))
-            .with_context(|| format!("removing {name:?} from the kernel names map"))?;
+impl Lists {
+    pub fn from_policy(policy: &Policy) -> Lists {
+        Lists {
+            names: policy.names.iter().cloned().collect(),
+            prefixes: policy.prefixes.iter().cloned().collect(),
+            memfd_allow: policy.memfd_allow.iter().cloned().collect(),
+        }
     }
-    Ok(())
+
+    /// Entries that can match an exec: names and prefix patterns.
+    pub fn patterns(&self) -> usize {
+        self.names.len() + self.prefixes.len()
+    }
 }
 
-/// Moves the map from `old` to `new` with no moment in which a name of `new` is missing:
+/// How one list is stored in its map.
+struct Table {
+    what: &'static str,
+    key: fn(&str) -> Vec<u8>,
+    value: fn(&str) -> Vec<u8>,
+    decode: fn(&[u8]) -> String,
+}
+
+const NAMES: Table = Table {
+    what: "names",
+    key: name_key,
+    value: |_| kind_value(mg_name_kind::MG_NAME_LISTED).to_vec(),
+    decode: name_from_key,
+};
+const PREFIXES: Table = Table {
+    what: "prefixes",
+    key: prefix_key,
+    value: |p| (p.len() as u32).to_ne_bytes().to_vec(),
+    decode: prefix_from_key,
+};
+const MEMFD_ALLOW: Table = Table {
+    what: "memfd allow",
+    key: name_key,
+    value: |_| 1u32.to_ne_bytes().to_vec(),
+    decode: name_from_key,
+};
+
+/// Moves one map from `old` to `new` with no moment in which an entry of `new` is missing:
 /// additions land before any removal.
-pub fn replace_names(
+fn replace(
     map: &dyn MapCore,
+    table: &Table,
     old: &BTreeSet<String>,
     new: &BTreeSet<String>,
 ) -> Result<()> {
-    insert_names(map, new.difference(old).map(String::as_str))?;
-    delete_names(map, old.difference(new).map(String::as_str))
+    for entry in new.difference(old) {
+        map.update(&(table.key)(entry), &(table.value)(entry), MapFlags::ANY)
+            .with_context(|| format!("adding {entry:?} to the kernel {} map", table.what))?;
+    }
+    for entry in old.difference(new) {
+        map.delete(&(table.key)(entry))
+            .with_context(|| format!("removing {entry:?} from the kernel {} map", table.what))?;
+    }
+    Ok(())
+}
+
+fn read(map: &dyn MapCore, table: &Table) -> BTreeSet<String> {
+    map.keys()
+        .map(|key| (table.decode)(&key))
+        .filter(|entry| entry != PROBE_NAME)
+        .collect()
+}
+
+/// The three list maps of one loaded (or pinned) program.
+pub struct ListMaps<'a> {
+    pub names: &'a dyn MapCore,
+    pub prefixes: &'a dyn MapCore,
+    pub memfd_allow: &'a dyn MapCore,
+}
+
+impl ListMaps<'_> {
+    /// What the maps hold, e.g. what a previous agent left.
+    pub fn read(&self) -> Lists {
+        Lists {
+            names: read(self.names, &NAMES),
+            prefixes: read(self.prefixes, &PREFIXES),
+            memfd_allow: read(self.memfd_allow, &MEMFD_ALLOW),
+        }
+    }
+
+    /// Moves every map from `old` to `new`, additions first.
+    pub fn replace(&self, old: &Lists, new: &Lists) -> Result<()> {
+        replace(self.names, &NAMES, &old.names, &new.names)?;
+        replace(self.prefixes, &PREFIXES, &old.prefixes, &new.prefixes)?;
+        replace(
+            self.memfd_allow,
+            &MEMFD_ALLOW,
+            &old.memfd_allow,
+            &new.memfd_allow,
+        )
+    }
 }
 
 pub fn insert_probe(map: &dyn MapCore) -> Result<()> {
@@ -81,22 +185,49 @@ pub fn delete_probe(map: &dyn MapCore) -> Result<()> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     pub mode: Mode,
+    pub scope: Scope,
+    pub memfd_block: bool,
+    /// The prefixes map has entries (a lookup there is skipped otherwise).
+    pub has_prefixes: bool,
+    /// Mount namespace inode of PID 1: processes in it are the host's.
+    pub host_mnt_ns: u32,
     /// The daemon that owns the pinned program, if one runs.
     pub agent_pid: Option<u32>,
 }
 
-fn config_bytes(config: Config) -> Vec<u8> {
+fn config_bytes(c: Config) -> Vec<u8> {
+    let mut flags = 0;
+    if c.memfd_block {
+        flags |= mg_config_flag::MG_CONFIG_MEMFD_BLOCK.0;
+    }
+    if c.has_prefixes {
+        flags |= mg_config_flag::MG_CONFIG_PREFIXES.0;
+    }
     let raw = mg_config {
-        mode: match config.mode {
+        mode: match c.mode {
             Mode::Audit => mg_mode::MG_MODE_AUDIT,
             Mode::Enforce => mg_mode::MG_MODE_ENFORCE,
         },
-        agent_pid: config.agent_pid.unwrap_or(0),
+        agent_pid: c.agent_pid.unwrap_or(0),
+        scope: match c.scope {
+            Scope::All => mg_scope::MG_SCOPE_ALL,
+            Scope::Containers => mg_scope::MG_SCOPE_CONTAINERS,
+        },
+        flags: mg_config_flag(flags),
+        host_mnt_ns: c.host_mnt_ns,
+        reserved: 0,
     };
-    let mut bytes = Vec::with_capacity(size_of::<mg_config>());
-    bytes.extend_from_slice(&raw.mode.0.to_ne_bytes());
-    bytes.extend_from_slice(&raw.agent_pid.to_ne_bytes());
-    bytes
+    [
+        raw.mode.0,
+        raw.agent_pid,
+        raw.scope.0,
+        raw.flags.0,
+        raw.host_mnt_ns,
+        raw.reserved,
+    ]
+    .iter()
+    .flat_map(|w| w.to_ne_bytes())
+    .collect()
 }
 
 pub fn mode_from_kernel(mode: mg_mode) -> Result<Mode> {
@@ -117,16 +248,26 @@ pub fn config(map: &dyn MapCore) -> Result<Config> {
         .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
         .context("reading the kernel config map")?
         .context("the kernel config map has no entry")?;
-    let word = |at: usize| -> Result<u32> {
+    let word = |i: usize| -> Result<u32> {
         let raw: [u8; 4] = bytes
-            .get(at..at + 4)
+            .get(i * 4..i * 4 + 4)
             .and_then(|b| b.try_into().ok())
             .context("the kernel config entry is too short")?;
         Ok(u32::from_ne_bytes(raw))
     };
-    let pid = word(4)?;
+    let scope = match mg_scope(word(2)?) {
+        mg_scope::MG_SCOPE_ALL => Scope::All,
+        mg_scope::MG_SCOPE_CONTAINERS => Scope::Containers,
+        other => bail!("unknown scope {} in the kernel", other.0),
+    };
+    let flags = word(3)?;
+    let pid = word(1)?;
     Ok(Config {
         mode: mode_from_kernel(mg_mode(word(0)?))?,
+        scope,
+        memfd_block: flags & mg_config_flag::MG_CONFIG_MEMFD_BLOCK.0 != 0,
+        has_prefixes: flags & mg_config_flag::MG_CONFIG_PREFIXES.0 != 0,
+        host_mnt_ns: word(4)?,
         agent_pid: (pid != 0).then_some(pid),
     })
 }
@@ -136,17 +277,6 @@ pub fn set_mode(map: &dyn MapCore, mode: Mode) -> Result<Config> {
     let before = config(map)?;
     write_config(map, Config { mode, ..before })?;
     Ok(before)
-}
-
-/// The listed names in the map (the probe's entry aside), e.g. those a previous agent left.
-pub fn names(map: &dyn MapCore) -> BTreeSet<String> {
-    map.keys()
-        .map(|key| {
-            let end = key.iter().position(|&b| b == 0).unwrap_or(key.len());
-            String::from_utf8_lossy(&key[..end]).into_owned()
-        })
-        .filter(|name| name != PROBE_NAME)
-        .collect()
 }
 
 /// The program's counters, summed over CPUs.
@@ -191,10 +321,19 @@ mod tests {
         let mut storage = MaybeUninit::uninit();
         let skel = MinerguardSkelBuilder::default().open(&mut storage).unwrap();
         assert_eq!(skel.maps.mg_names.max_entries() as usize, MAX_NAMES);
+        assert_eq!(skel.maps.mg_prefixes.max_entries() as usize, MAX_PREFIXES);
+        assert_eq!(
+            skel.maps.mg_memfd_allow.max_entries() as usize,
+            MAX_MEMFD_ALLOW
+        );
+        assert_eq!(
+            skel.maps.mg_prefixes.key_size() as usize,
+            prefix_key("x").len()
+        );
         assert_eq!(skel.maps.mg_names.key_size() as usize, NAME_MAX_BYTES + 1);
         let config = Config {
-            mode: Mode::Audit,
             agent_pid: Some(1),
+            ..never_written()
         };
         assert_eq!(
             skel.maps.mg_config.value_size() as usize,
@@ -205,6 +344,27 @@ mod tests {
             mg_stat::MG_STAT_MAX.0,
             "one counter per mg_stat"
         );
+    }
+
+    fn never_written() -> Config {
+        Config {
+            mode: Mode::Enforce,
+            scope: Scope::All,
+            memfd_block: false,
+            has_prefixes: false,
+            host_mnt_ns: 0,
+            agent_pid: None,
+        }
+    }
+
+    #[test]
+    fn prefix_keys_round_trip() {
+        let key = prefix_key("xmrig");
+        assert_eq!(&key[..4], &40u32.to_ne_bytes());
+        assert_eq!(&key[4..9], b"xmrig");
+        assert_eq!(key.len(), 4 + 64);
+        assert_eq!(prefix_from_key(&key), "xmrig");
+        assert_eq!(name_from_key(&name_key("minerd")), "minerd");
     }
 
     #[test]
@@ -219,11 +379,7 @@ mod tests {
     #[test]
     fn config_encodes_enforce_as_zero() {
         // An entry never written reads as zero: it must mean enforce (fail closed).
-        let never_written = Config {
-            mode: Mode::Enforce,
-            agent_pid: None,
-        };
-        assert_eq!(config_bytes(never_written), [0; 8]);
+        assert_eq!(config_bytes(never_written()), [0; 24]);
         assert_eq!(mode_from_kernel(mg_mode(0)).unwrap(), Mode::Enforce);
         assert_eq!(mode_from_kernel(mg_mode(1)).unwrap(), Mode::Audit);
         assert!(mode_from_kernel(mg_mode(7)).is_err());

@@ -27,12 +27,18 @@ pub struct Record<'a> {
     /// The name of the file really executed.
     pub file_name: &'a str,
     pub cgroup_id: u64,
+    /// The leaf name of the caller's cgroup at the exec.
+    pub cgroup: &'a str,
     pub mnt_ns: u32,
+    /// In the host's mount namespace (PID 1's).
+    pub host: bool,
     pub container_id: Option<&'a str>,
+    pub container_runtime: Option<&'static str>,
 }
 
 impl<'a> Record<'a> {
     pub fn new(e: &'a Event) -> Record<'a> {
+        let container = enrich::container(&e.cgroup_name);
         Record {
             time: humantime::format_rfc3339_nanos(enrich::wall_clock(e.boot_ns)).to_string(),
             action: e.action.as_str(),
@@ -48,8 +54,11 @@ impl<'a> Record<'a> {
             filename: &e.filename,
             file_name: &e.file_name,
             cgroup_id: e.cgroup_id,
+            cgroup: &e.cgroup_name,
             mnt_ns: e.mnt_ns,
-            container_id: None,
+            host: e.host,
+            container_id: container.map(|c| c.id),
+            container_runtime: container.map(|c| c.runtime),
         }
     }
 }
@@ -84,7 +93,12 @@ mod tests {
         assert_eq!(v["uid"], 1000);
         assert_eq!(v["filename"], "/tmp/xmrig");
         assert_eq!(v["cgroup_id"], 4242);
-        assert!(v["container_id"].is_null());
+        assert_eq!(v["host"], false);
+        assert_eq!(
+            v["container_id"],
+            "3f1c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a"
+        );
+        assert_eq!(v["container_runtime"], "docker");
         let time = v["time"].as_str().unwrap();
         assert!(
             humantime::parse_rfc3339(time).is_ok() && time.ends_with('Z'),

@@ -17,13 +17,13 @@ use libbpf_rs::{Link, MapCore, MapHandle, OpenMapMut};
 use tracing::{info, warn};
 
 use crate::bpf::{MinerguardSkel, OpenMinerguardMaps};
-use crate::maps::{self, Config, Stats};
-use crate::policy::Mode;
+use crate::maps::{self, ListMaps, Stats};
+use crate::policy::{Mode, Scope};
 
 pub const PIN_DIR: &str = "/sys/fs/bpf/minerguard";
 /// Bump when a type of `src/bpf/minerguard.h` changes layout: maps pinned by an agent of
 /// another ABI are then replaced, not adopted. `abi_fingerprint_is_current` guards it.
-pub const ABI: u32 = 1;
+pub const ABI: u32 = 2;
 
 fn maps_dir() -> PathBuf {
     Path::new(PIN_DIR).join(format!("maps-v{ABI}"))
@@ -48,9 +48,11 @@ pub fn config_path() -> PathBuf {
 /// The maps another process may need, by pin name. The scratch map is private to a program.
 fn pinned_maps<'a, 'obj>(
     maps: &'a mut OpenMinerguardMaps<'obj>,
-) -> [(&'static str, &'a mut OpenMapMut<'obj>); 4] {
+) -> [(&'static str, &'a mut OpenMapMut<'obj>); 6] {
     [
         ("names", &mut maps.mg_names),
+        ("prefixes", &mut maps.mg_prefixes),
+        ("memfd_allow", &mut maps.mg_memfd_allow),
         ("config", &mut maps.mg_config),
         ("stats", &mut maps.mg_stats),
         ("events", &mut maps.mg_events),
@@ -128,6 +130,8 @@ pub fn install(skel: &mut MinerguardSkel<'_>, link: &mut Link, adopted_maps: boo
     if !adopted_maps {
         let maps = &mut skel.maps;
         pin_over(&map_path("names"), |p| maps.mg_names.pin(p))?;
+        pin_over(&map_path("prefixes"), |p| maps.mg_prefixes.pin(p))?;
+        pin_over(&map_path("memfd_allow"), |p| maps.mg_memfd_allow.pin(p))?;
         pin_over(&map_path("config"), |p| maps.mg_config.pin(p))?;
         pin_over(&map_path("stats"), |p| maps.mg_stats.pin(p))?;
         pin_over(&map_path("events"), |p| maps.mg_events.pin(p))?;
@@ -169,6 +173,9 @@ pub struct Snapshot {
     /// The LSM link is pinned: execs are being checked.
     pub enforcing: bool,
     pub mode: Mode,
+    pub scope: Scope,
+    pub memfd_block: bool,
+    /// Names and prefix patterns.
     pub names: usize,
     pub stats: Stats,
     /// The daemon that owns the program, if it still runs.
@@ -179,6 +186,8 @@ pub struct Snapshot {
 pub struct Pinned {
     config: MapHandle,
     names: MapHandle,
+    prefixes: MapHandle,
+    memfd_allow: MapHandle,
     stats: MapHandle,
 }
 
@@ -195,6 +204,8 @@ impl Pinned {
         Ok(Some(Pinned {
             config: open("config")?,
             names: open("names")?,
+            prefixes: open("prefixes")?,
+            memfd_allow: open("memfd_allow")?,
             stats: open("stats")?,
         }))
     }
@@ -204,13 +215,21 @@ impl Pinned {
     }
 
     pub fn snapshot(&self) -> Result<Snapshot> {
-        let Config { mode, agent_pid } = maps::config(&self.config)?;
+        let config = maps::config(&self.config)?;
+        let lists = ListMaps {
+            names: &self.names,
+            prefixes: &self.prefixes,
+            memfd_allow: &self.memfd_allow,
+        }
+        .read();
         Ok(Snapshot {
             enforcing: link_path().exists(),
-            mode,
-            names: maps::names(&self.names).len(),
+            mode: config.mode,
+            scope: config.scope,
+            memfd_block: config.memfd_block,
+            names: lists.patterns(),
             stats: maps::stats(&self.stats)?,
-            agent_pid: agent_pid.filter(|&pid| is_agent(pid)),
+            agent_pid: config.agent_pid.filter(|&pid| is_agent(pid)),
         })
     }
 }
@@ -241,14 +260,14 @@ mod tests {
             offset_of!(mg_event, file_name),
             offset_of!(mg_event, filename),
         ];
-        assert_eq!((ABI, fingerprint), (1, [64, 8, 456, 40, 56, 72, 136, 200]));
+        assert_eq!((ABI, fingerprint), (2, [64, 24, 584, 40, 56, 72, 136, 200]));
     }
 
     #[test]
     fn layout_keeps_maps_per_abi() {
         assert_eq!(
             config_path(),
-            Path::new("/sys/fs/bpf/minerguard/maps-v1/config")
+            Path::new("/sys/fs/bpf/minerguard/maps-v2/config")
         );
         assert_eq!(link_path(), Path::new("/sys/fs/bpf/minerguard/link"));
     }

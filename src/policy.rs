@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::maps::{MAX_NAMES, NAME_MAX_BYTES, PROBE_NAME};
+use crate::maps::{
+    MAX_MEMFD_ALLOW, MAX_NAMES, MAX_PREFIXES, MEMFD_PREFIX, NAME_MAX_BYTES, PROBE_NAME,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -35,11 +37,39 @@ impl fmt::Display for Mode {
     }
 }
 
+/// Which processes are blocked (in enforce mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Every process.
+    #[default]
+    All,
+    /// Processes outside the host's mount namespace: host processes are reported, not blocked.
+    Containers,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::All => "all",
+            Scope::Containers => "containers",
+        }
+    }
+}
+
 /// A validated policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub mode: Mode,
+    pub scope: Scope,
+    /// Exact names.
     pub names: Vec<String>,
+    /// Prefix patterns, without their trailing `*`.
+    pub prefixes: Vec<String>,
+    /// Block every exec from a memfd...
+    pub memfd_block: bool,
+    /// ...but those whose file name (`memfd:<name>`) is listed here.
+    pub memfd_allow: Vec<String>,
 }
 
 /// Every problem found in one policy file, each with its position.
@@ -81,7 +111,16 @@ impl std::error::Error for PolicyError {}
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     mode: Option<Spanned<Mode>>,
+    scope: Option<Scope>,
     names: Option<Vec<Spanned<String>>>,
+    memfd: Option<RawMemfd>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMemfd {
+    block: Option<bool>,
+    allow: Option<Vec<Spanned<String>>>,
 }
 
 impl Policy {
@@ -132,37 +171,105 @@ impl Policy {
             ));
             return Err(problems);
         };
-        if raw_names.len() > MAX_NAMES {
+        let mut names = Vec::new();
+        let mut prefixes = Vec::new();
+        let mut first_seen: HashMap<&str, Range<usize>> = HashMap::new();
+        for entry in &raw_names {
+            let value = entry.get_ref().as_str();
+            let (name, is_prefix) = match value.strip_suffix('*') {
+                Some(prefix) => (prefix, true),
+                None => (value, false),
+            };
+            let problem = if name.contains('*') {
+                Some(format!(
+                    "name {value:?}: '*' is only allowed at the end, to make a prefix pattern"
+                ))
+            } else if is_prefix && name.is_empty() {
+                Some("a lone \"*\" would match every program".to_string())
+            } else {
+                name_problem(name)
+            };
+            if let Some(message) = problem {
+                problems.push(at(entry.span(), message));
+            } else if let Some(first) = first_seen.get(value) {
+                let (line, column) = line_column(text, first.start);
+                problems.push(at(
+                    entry.span(),
+                    format!("duplicate name {value:?} (first listed at {line}:{column})"),
+                ));
+            } else {
+                first_seen.insert(value, entry.span());
+                if is_prefix {
+                    prefixes.push(name.to_owned());
+                } else {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        if names.len() > MAX_NAMES {
             problems.push(at(
-                raw_names[MAX_NAMES].span(),
+                0..0,
                 format!(
                     "too many names ({}): the kernel map holds at most {MAX_NAMES}",
-                    raw_names.len()
+                    names.len()
+                ),
+            ));
+        }
+        if prefixes.len() > MAX_PREFIXES {
+            problems.push(at(
+                0..0,
+                format!(
+                    "too many prefix patterns ({}): the kernel map holds at most {MAX_PREFIXES}",
+                    prefixes.len()
                 ),
             ));
         }
 
-        let mut first_seen: HashMap<&str, Range<usize>> = HashMap::new();
-        for name in &raw_names {
-            let value = name.get_ref().as_str();
-            if let Some(message) = name_problem(value) {
-                problems.push(at(name.span(), message));
-            } else if let Some(first) = first_seen.get(value) {
-                let (line, column) = line_column(text, first.start);
-                problems.push(at(
-                    name.span(),
-                    format!("duplicate name {value:?} (first listed at {line}:{column})"),
-                ));
+        let memfd = raw.memfd.unwrap_or(RawMemfd {
+            block: None,
+            allow: None,
+        });
+        let mut memfd_allow = Vec::new();
+        for entry in memfd.allow.unwrap_or_default() {
+            let value = entry.get_ref();
+            let problem = if !value.starts_with(MEMFD_PREFIX) || value.len() == MEMFD_PREFIX.len() {
+                Some(format!(
+                    "memfd allow entry {value:?} must be a memfd's file name, \"memfd:<name>\", as events show it"
+                ))
+            } else if value.contains('\0') {
+                Some(format!("memfd allow entry {value:?} contains a NUL byte"))
+            } else if value.len() > NAME_MAX_BYTES {
+                Some(format!(
+                    "memfd allow entry {value:?} is {} bytes long: the kernel map holds at most {NAME_MAX_BYTES}",
+                    value.len()
+                ))
+            } else if memfd_allow.contains(value) {
+                Some(format!("duplicate memfd allow entry {value:?}"))
             } else {
-                first_seen.insert(value, name.span());
+                None
+            };
+            match problem {
+                Some(message) => problems.push(at(entry.span(), message)),
+                None => memfd_allow.push(entry.into_inner()),
             }
         }
+        if memfd_allow.len() > MAX_MEMFD_ALLOW {
+            problems.push(at(
+                0..0,
+                format!("too many memfd allow entries: at most {MAX_MEMFD_ALLOW}"),
+            ));
+        }
+
         if !problems.is_empty() {
             return Err(problems);
         }
         Ok(Policy {
             mode,
-            names: raw_names.into_iter().map(Spanned::into_inner).collect(),
+            scope: raw.scope.unwrap_or_default(),
+            names,
+            prefixes,
+            memfd_block: memfd.block.unwrap_or(false),
+            memfd_allow,
         })
     }
 }
@@ -221,7 +328,41 @@ mod tests {
     fn valid_policy() {
         let p = Policy::parse("mode = \"audit\"\nnames = [\"xmrig\", \"lolMiner\"]\n").unwrap();
         assert_eq!(p.mode, Mode::Audit);
+        assert_eq!(p.scope, Scope::All);
         assert_eq!(p.names, ["xmrig", "lolMiner"]);
+        assert!(p.prefixes.is_empty() && !p.memfd_block && p.memfd_allow.is_empty());
+    }
+
+    #[test]
+    fn prefixes_scope_and_memfd() {
+        let p = Policy::parse(
+            "mode = \"enforce\"\nscope = \"containers\"\nnames = [\"xmrig*\", \"minerd\"]\n\
+             [memfd]\nblock = true\nallow = [\"memfd:runc_cloned:/proc/self/exe\"]\n",
+        )
+        .unwrap();
+        assert_eq!(p.scope, Scope::Containers);
+        assert_eq!(p.names, ["minerd"]);
+        assert_eq!(p.prefixes, ["xmrig"]);
+        assert!(p.memfd_block);
+        assert_eq!(p.memfd_allow, ["memfd:runc_cloned:/proc/self/exe"]);
+    }
+
+    #[test]
+    fn bad_patterns_and_memfd_entries_are_located() {
+        assert_eq!(
+            problems(
+                "mode = \"enforce\"\nnames = [\"*\", \"x*y\", \"a/b*\"]\n[memfd]\nallow = [\"runc\", \"memfd:\"]\n"
+            ),
+            [
+                "2:10: a lone \"*\" would match every program",
+                "2:15: name \"x*y\": '*' is only allowed at the end, to make a prefix pattern",
+                "2:22: name \"a/b\" contains '/': names are file names, not paths",
+                "4:10: memfd allow entry \"runc\" must be a memfd's file name, \"memfd:<name>\", as events show it",
+                "4:18: memfd allow entry \"memfd:\" must be a memfd's file name, \"memfd:<name>\", as events show it",
+            ]
+        );
+        let p = problems("mode = \"enforce\"\nscope = \"pods\"\nnames = []\n");
+        assert!(p[0].starts_with("2:9: unknown variant `pods`"), "{p:?}");
     }
 
     #[test]
@@ -275,7 +416,7 @@ mod tests {
     fn unknown_key_is_located() {
         assert_eq!(
             problems("mode = \"enforce\"\nnames = []\nmodes = 1\n"),
-            ["3:1: unknown field `modes`, expected `mode` or `names`"]
+            ["3:1: unknown field `modes`, expected one of `mode`, `scope`, `names`, `memfd`"]
         );
     }
 

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * minerguard's only kernel program: on every exec, look up the two names the
- * exec carries in the policy's names map and, on a match, deny (enforce) or
- * allow (audit), reporting either over a ring buffer.
+ * exec carries in the policy's maps and, on a match, deny (enforce) or allow
+ * (audit), reporting either over a ring buffer.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -13,6 +13,8 @@
 
 #define EPERM 1
 #define MAX_ERRNO 4095
+#define MEMFD_PREFIX "memfd:"
+#define MEMFD_PREFIX_LEN (sizeof(MEMFD_PREFIX) - 1)
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -24,6 +26,24 @@ struct {
 	__type(key, struct mg_name);
 	__type(value, enum mg_name_kind);
 } mg_names SEC(".maps");
+
+/* Prefix patterns ("xmrig*"): one longest-prefix lookup, whatever their number. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MG_MAX_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mg_prefix);
+	__type(value, __u32); /* the pattern's length in bytes */
+} mg_prefixes SEC(".maps");
+
+/* memfd names allowed to exec when memfd execs are blocked (runc's own, ...). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MG_MAX_MEMFD_ALLOW);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mg_name);
+	__type(value, __u32);
+} mg_memfd_allow SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -46,11 +66,12 @@ struct {
 
 /*
  * Map keys must be zero-padded, and the path does not fit on the 512-byte
- * stack beside them, so both live in per-CPU scratch memory.
+ * stack beside them, so all live in per-CPU scratch memory. The names sit in
+ * prefix keys so that the same bytes serve the hash and the trie lookups.
  */
 struct mg_scratch {
-	struct mg_name file_name;
-	struct mg_name process_name;
+	struct mg_prefix file_name;
+	struct mg_prefix process_name;
 	char path[MG_PATH_LEN];
 };
 
@@ -60,6 +81,12 @@ struct {
 	__type(key, __u32);
 	__type(value, struct mg_scratch);
 } mg_scratch SEC(".maps");
+
+/* What one name of the exec matched. */
+struct mg_hit {
+	enum mg_name_kind kind;
+	__u32 prefix_len; /* non-zero: matched a prefix pattern this long */
+};
 
 /* Not inlined, so that enum mg_stat is in the BTF the skeleton is generated from. */
 static __noinline void count(enum mg_stat stat)
@@ -71,24 +98,66 @@ static __noinline void count(enum mg_stat stat)
 		*n += 1;
 }
 
-static __always_inline enum mg_name_kind lookup(const struct mg_name *key)
+static __always_inline struct mg_hit lookup(struct mg_prefix *key, enum mg_config_flag flags)
 {
-	enum mg_name_kind *kind = bpf_map_lookup_elem(&mg_names, key);
+	struct mg_hit hit = {};
+	enum mg_name_kind *kind = bpf_map_lookup_elem(&mg_names, &key->name);
+	__u32 *len;
 
-	return kind ? *kind : 0;
+	if (kind) {
+		hit.kind = *kind;
+		return hit;
+	}
+	if (!(flags & MG_CONFIG_PREFIXES))
+		return hit;
+	key->prefixlen = MG_NAME_LEN * 8;
+	len = bpf_map_lookup_elem(&mg_prefixes, key);
+	if (len) {
+		hit.kind = MG_NAME_LISTED;
+		hit.prefix_len = *len;
+	}
+	return hit;
 }
 
-/* The name of the file really executed: a symlink neither hides nor renames it. */
-static __always_inline enum mg_name_kind match_file(struct linux_binprm *bprm, struct mg_name *key)
+static __always_inline bool has_memfd_prefix(const char *name)
+{
+	const char prefix[] = MEMFD_PREFIX;
+	int i;
+
+	for (i = 0; i < MEMFD_PREFIX_LEN; i++)
+		if (name[i] != prefix[i])
+			return false;
+	return true;
+}
+
+/*
+ * The name of the file really executed: a symlink neither hides nor renames
+ * it. A memfd's name is "memfd:" plus whatever its creator chose; that chosen
+ * part is what is matched. Sets *memfd_denied when memfd execs are blocked and
+ * this one is not allowed.
+ */
+static __always_inline struct mg_hit match_file(struct linux_binprm *bprm, struct mg_prefix *key,
+						enum mg_config_flag flags, bool *memfd_denied)
 {
 	struct dentry *dentry = BPF_CORE_READ(bprm, file, f_path.dentry);
+	const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
 	__u32 len = BPF_CORE_READ(dentry, d_name.len);
+	struct mg_hit none = {};
 
-	__builtin_memset(key, 0, sizeof(*key));
+	__builtin_memset(&key->name, 0, sizeof(key->name));
+	bpf_probe_read_kernel_str(key->name.name, sizeof(key->name.name), name);
+	if (has_memfd_prefix(key->name.name) && BPF_CORE_READ(dentry, d_inode, __i_nlink) == 0) {
+		if (flags & MG_CONFIG_MEMFD_BLOCK)
+			*memfd_denied = len >= MG_NAME_LEN ||
+					!bpf_map_lookup_elem(&mg_memfd_allow, &key->name);
+		name += MEMFD_PREFIX_LEN;
+		len -= MEMFD_PREFIX_LEN;
+		__builtin_memset(&key->name, 0, sizeof(key->name));
+		bpf_probe_read_kernel_str(key->name.name, sizeof(key->name.name), name);
+	}
 	if (len >= MG_NAME_LEN)
-		return 0; /* longer than any listed name */
-	bpf_probe_read_kernel_str(key->name, sizeof(key->name), BPF_CORE_READ(dentry, d_name.name));
-	return lookup(key);
+		return none; /* longer than any listed name */
+	return lookup(key, flags);
 }
 
 /*
@@ -97,15 +166,17 @@ static __always_inline enum mg_name_kind match_file(struct linux_binprm *bprm, s
  * that for a path longer than the buffer the last window still holds any
  * basename short enough to be listed.
  */
-static __always_inline enum mg_name_kind match_process_name(struct linux_binprm *bprm, struct mg_scratch *s)
+static __always_inline struct mg_hit match_process_name(struct linux_binprm *bprm,
+							struct mg_scratch *s, enum mg_config_flag flags)
 {
 	const char *filename = BPF_CORE_READ(bprm, filename);
 	const __u32 step = MG_PATH_LEN - MG_NAME_LEN;
+	struct mg_hit none = {};
 	long len = 0;
 	__u32 base = 0;
 	int i;
 
-	__builtin_memset(&s->process_name, 0, sizeof(s->process_name));
+	__builtin_memset(&s->process_name.name, 0, sizeof(s->process_name.name));
 #pragma clang loop unroll(disable)
 	for (i = 0; i < 16; i++) {
 		len = bpf_probe_read_kernel_str(s->path, sizeof(s->path), filename + i * step);
@@ -113,7 +184,7 @@ static __always_inline enum mg_name_kind match_process_name(struct linux_binprm 
 			break;
 	}
 	if (len <= 1)
-		return 0;
+		return none;
 	/* Scan back from the end: the cost is the basename's length, not the path's. */
 #pragma clang loop unroll(disable)
 	for (i = 0; i < MG_PATH_LEN; i++) {
@@ -127,20 +198,27 @@ static __always_inline enum mg_name_kind match_process_name(struct linux_binprm 
 		}
 	}
 	if (len - 1 - base >= MG_NAME_LEN)
-		return 0;
-	bpf_probe_read_kernel_str(s->process_name.name, sizeof(s->process_name.name),
+		return none;
+	bpf_probe_read_kernel_str(s->process_name.name.name, sizeof(s->process_name.name.name),
 				  &s->path[base & (MG_PATH_LEN - 1)]);
-	return lookup(&s->process_name);
+	return lookup(&s->process_name, flags);
+}
+
+static __always_inline __u32 mnt_ns_of(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
 }
 
 /* Not inlined, so that struct mg_event and its enums are in the skeleton's BTF. */
 static __noinline void fill_event(struct mg_event *e, struct linux_binprm *bprm,
-				  struct mg_scratch *s, enum mg_mode mode, enum mg_match matched_on)
+				  struct mg_scratch *s, enum mg_action action, enum mg_match matched_on)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u64 uid_gid;
+	struct mg_name *matched = &s->file_name.name;
+	__u64 uid_gid = bpf_get_current_uid_gid();
 
-	uid_gid = bpf_get_current_uid_gid();
+	if (!(matched_on & MG_MATCH_FILE) && matched_on != MG_MATCH_MEMFD)
+		matched = &s->process_name.name;
 	e->boot_ns = bpf_ktime_get_boot_ns();
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	e->pid = bpf_get_current_pid_tgid() >> 32;
@@ -148,21 +226,25 @@ static __noinline void fill_event(struct mg_event *e, struct linux_binprm *bprm,
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->uid = (__u32)uid_gid;
 	e->gid = uid_gid >> 32;
-	e->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	e->action = mode == MG_MODE_ENFORCE ? MG_ACTION_BLOCKED : MG_ACTION_AUDITED;
-	e->mode = mode;
+	e->mnt_ns = mnt_ns_of(task);
+	e->action = action;
 	e->matched_on = matched_on;
-	e->reserved = 0;
+	e->reserved[0] = 0;
+	e->reserved[1] = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	__builtin_memcpy(e->matched_name,
-			 matched_on & MG_MATCH_FILE ? s->file_name.name : s->process_name.name,
-			 MG_NAME_LEN);
-	__builtin_memcpy(e->file_name, s->file_name.name, MG_NAME_LEN);
+	__builtin_memcpy(e->matched_name, matched->name, MG_NAME_LEN);
+	bpf_probe_read_kernel_str(e->file_name, sizeof(e->file_name),
+				  BPF_CORE_READ(bprm, file, f_path.dentry, d_name.name));
+	if (matched_on == MG_MATCH_MEMFD)
+		__builtin_memcpy(e->matched_name, e->file_name, MG_NAME_LEN);
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	bpf_probe_read_kernel_str(e->cgroup_name, sizeof(e->cgroup_name),
+				  BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, name));
 }
 
 static __always_inline void report(struct linux_binprm *bprm, struct mg_scratch *s,
-				   enum mg_mode mode, enum mg_match matched_on)
+				   enum mg_mode mode, enum mg_action action, enum mg_match matched_on,
+				   __u32 prefix_len, bool host)
 {
 	struct mg_event *e = bpf_ringbuf_reserve(&mg_events, sizeof(*e), 0);
 
@@ -170,19 +252,31 @@ static __always_inline void report(struct linux_binprm *bprm, struct mg_scratch 
 		count(MG_STAT_LOST);
 		return;
 	}
-	fill_event(e, bprm, s, mode, matched_on);
+	fill_event(e, bprm, s, action, matched_on);
+	/* A prefix match reports the pattern, not the whole name. */
+	if (prefix_len) {
+		e->matched_prefix = 1;
+		if (prefix_len < MG_NAME_LEN)
+			e->matched_name[prefix_len & (MG_NAME_LEN - 1)] = 0;
+	} else {
+		e->matched_prefix = 0;
+	}
+	e->mode = mode;
+	e->host = host;
 	bpf_ringbuf_submit(e, 0);
 }
 
 SEC("lsm/bprm_check_security")
 int BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 {
-	enum mg_name_kind file_kind, name_kind;
+	struct mg_hit file, name;
 	enum mg_match matched_on = 0;
 	struct mg_config *config;
+	bool memfd_denied = false, host;
 	struct mg_scratch *s;
+	enum mg_config_flag flags;
+	__u32 zero = 0, prefix_len;
 	enum mg_mode mode;
-	__u32 zero = 0;
 
 	/* An earlier BPF LSM program denied: keep its answer, bounded as the verifier requires. */
 	if (ret != 0) {
@@ -195,32 +289,37 @@ int BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 	}
 
 	s = bpf_map_lookup_elem(&mg_scratch, &zero);
-	if (!s)
+	config = bpf_map_lookup_elem(&mg_config, &zero);
+	if (!s || !config)
 		return 0;
 	count(MG_STAT_CHECKED);
+	flags = config->flags;
 
-	file_kind = match_file(bprm, &s->file_name);
-	name_kind = match_process_name(bprm, s);
-	if (!file_kind && !name_kind)
+	file = match_file(bprm, &s->file_name, flags, &memfd_denied);
+	name = match_process_name(bprm, s, flags);
+	if (!file.kind && !name.kind && !memfd_denied)
 		return 0;
 	/* The daemon's probe proves the hook is live; it is not a policy decision. */
-	if (file_kind == MG_NAME_PROBE || name_kind == MG_NAME_PROBE)
+	if (file.kind == MG_NAME_PROBE || name.kind == MG_NAME_PROBE)
 		return -EPERM;
 
-	if (file_kind)
+	if (file.kind)
 		matched_on |= MG_MATCH_FILE;
-	if (name_kind)
+	if (name.kind)
 		matched_on |= MG_MATCH_PROCESS_NAME;
+	if (!matched_on)
+		matched_on = MG_MATCH_MEMFD;
 
-	config = bpf_map_lookup_elem(&mg_config, &zero);
-	mode = config ? config->mode : MG_MODE_ENFORCE;
-	if (mode == MG_MODE_AUDIT) {
+	prefix_len = file.kind ? file.prefix_len : name.prefix_len;
+	mode = config->mode;
+	host = mnt_ns_of((struct task_struct *)bpf_get_current_task()) == config->host_mnt_ns;
+	if (mode == MG_MODE_AUDIT || (config->scope == MG_SCOPE_CONTAINERS && host)) {
 		count(MG_STAT_AUDITED);
-		report(bprm, s, MG_MODE_AUDIT, matched_on);
+		report(bprm, s, mode, MG_ACTION_AUDITED, matched_on, prefix_len, host);
 		return 0;
 	}
 	/* Enforcement never waits on the ring buffer: report() only counts a loss. */
 	count(MG_STAT_BLOCKED);
-	report(bprm, s, MG_MODE_ENFORCE, matched_on);
+	report(bprm, s, mode, MG_ACTION_BLOCKED, matched_on, prefix_len, host);
 	return -EPERM;
 }

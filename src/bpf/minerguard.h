@@ -18,8 +18,12 @@
 /* The path as passed to exec, as far as the event reports it. */
 #define MG_PATH_LEN 256
 #define MG_COMM_LEN 16
-/* Upper bound of the names map; the policy validator enforces it first. */
+/* Leaf name of a cgroup: fits "cri-containerd-<64 hex>.scope" (85 bytes). */
+#define MG_CGROUP_NAME_LEN 128
+/* Upper bounds of the names, prefixes and memfd allow maps; the policy validator enforces them first. */
 #define MG_MAX_NAMES 65536
+#define MG_MAX_PREFIXES 4096
+#define MG_MAX_MEMFD_ALLOW 256
 
 /* Enforce is 0 so that a config entry never written fails closed. */
 enum mg_mode {
@@ -37,6 +41,20 @@ enum mg_match {
 	MG_MATCH_FILE = 1, /* bprm->file's dentry: the file really executed */
 	MG_MATCH_PROCESS_NAME = 2, /* basename of bprm->filename: the new comm */
 	MG_MATCH_BOTH = 3,
+	/* No name matched, but the file is a memfd and memfd execs are blocked. */
+	MG_MATCH_MEMFD = 4,
+};
+
+enum mg_scope {
+	MG_SCOPE_ALL = 0,
+	/* Processes in the host's mount namespace are reported, never blocked. */
+	MG_SCOPE_CONTAINERS = 1,
+};
+
+/* Bits of mg_config.flags. */
+enum mg_config_flag {
+	MG_CONFIG_MEMFD_BLOCK = 1, /* deny execs from a memfd not in the allow map */
+	MG_CONFIG_PREFIXES = 2, /* the prefixes map has entries: worth a lookup */
 };
 
 /* Value of an entry in the names map. */
@@ -59,6 +77,12 @@ struct mg_name {
 	char name[MG_NAME_LEN];
 };
 
+/* Key of the prefixes LPM trie: `prefixlen` bits of `name`. */
+struct mg_prefix {
+	__u32 prefixlen;
+	struct mg_name name;
+};
+
 /*
  * Single entry of the config map; `minerguard mode` flips `mode` at runtime.
  * The program reads only `mode`: `agent_pid` tells `minerguard status` and a
@@ -67,6 +91,10 @@ struct mg_name {
 struct mg_config {
 	enum mg_mode mode;
 	__u32 agent_pid;
+	enum mg_scope scope;
+	enum mg_config_flag flags; /* a bit each */
+	__u32 host_mnt_ns; /* mount namespace inode of PID 1 */
+	__u32 reserved;
 };
 
 struct mg_event {
@@ -81,11 +109,16 @@ struct mg_event {
 	enum mg_action action;
 	enum mg_mode mode; /* at the time of the check */
 	enum mg_match matched_on;
-	__u32 reserved;
+	__u8 matched_prefix; /* matched_name is a prefix pattern */
+	__u8 host; /* the caller is in the host's mount namespace */
+	__u8 reserved[2];
 	char comm[MG_COMM_LEN]; /* caller's comm (the new one is not set yet) */
 	char matched_name[MG_NAME_LEN];
 	char file_name[MG_NAME_LEN]; /* bprm->file's dentry name */
 	char filename[MG_PATH_LEN]; /* bprm->filename, as passed to exec */
+	/* The caller's cgroup v2 leaf name, read at the exec: still right when the
+	 * container is gone by the time the event is read. */
+	char cgroup_name[MG_CGROUP_NAME_LEN];
 };
 
 #endif /* MINERGUARD_H */
