@@ -33,8 +33,9 @@ pub struct Options {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
-/// How often the loop wakes without events, to notice signals, mode flips and lost events.
-const TICK: Duration = Duration::from_millis(200);
+/// How often the loop wakes without events, to notice mode flips and lost events (signals
+/// interrupt the wait at once). Each wake costs the node instructions: a second is enough.
+const TICK: Duration = Duration::from_secs(1);
 
 struct Signals {
     stop: Arc<AtomicBool>,

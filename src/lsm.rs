@@ -24,6 +24,12 @@ const SECURITYFS: &str = "/sys/kernel/security";
 /// How to turn BPF LSM on, given the LSMs active now (if known).
 fn enable_hint(active: Option<&[String]>) -> String {
     let param = match active {
+        Some(list) if list.iter().any(|l| l == "bpf") => {
+            return "The kernel lists bpf among its active LSMs, yet BPF-LSM programs do not \
+                    run: it must be built with CONFIG_BPF_LSM=y and CONFIG_DEBUG_INFO_BTF=y, \
+                    and no sandbox may filter bpf(2)."
+                .to_string();
+        }
         Some(list) if !list.is_empty() => format!("lsm={},bpf", list.join(",")),
         _ => "lsm=<the LSMs your distribution enables>,bpf".to_string(),
     };
@@ -168,7 +174,7 @@ pub fn probe(names: &dyn MapCore) -> Result<()> {
 
 /// The errno of the probe exec, or `None` if it ran.
 fn exec_probe() -> Result<Option<i32>> {
-    let fd = memfd_create(maps::PROBE_MEMFD_NAME, MFdFlags::MFD_CLOEXEC)
+    let fd = memfd_create(maps::PROBE_NAME, MFdFlags::MFD_CLOEXEC)
         .context("creating the probe memfd")?;
     let mut file = fs::File::from(fd);
     file.write_all(b"#!/nonexistent/minerguard-probe-interpreter\n")
@@ -198,5 +204,7 @@ mod tests {
         let list = vec!["lockdown".to_string(), "capability".to_string()];
         assert!(enable_hint(Some(&list)).contains("`lsm=lockdown,capability,bpf`"));
         assert!(enable_hint(None).contains("lsm=<the LSMs your distribution enables>,bpf"));
+        let with_bpf = vec!["lockdown".to_string(), "bpf".to_string()];
+        assert!(!enable_hint(Some(&with_bpf)).contains(",bpf`"));
     }
 }

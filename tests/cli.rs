@@ -41,7 +41,9 @@ fn check_names_file_line_and_column_of_each_problem() {
     let p = path.display();
     assert_eq!(
         stderr.trim_end(),
-        format!("{p}:4:1: unknown field `colour`, expected one of `mode`, `scope`, `names`, `memfd`")
+        format!(
+            "{p}:4:1: unknown field `colour`, expected one of `mode`, `scope`, `names`, `memfd`"
+        )
     );
 
     let (_dir, path) =
