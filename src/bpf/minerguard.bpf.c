@@ -134,19 +134,19 @@ static __always_inline bool has_memfd_prefix(const char *name)
  * The name of the file really executed: a symlink neither hides nor renames
  * it. A memfd's name is "memfd:" plus whatever its creator chose; that chosen
  * part is what is matched. Sets *memfd_denied when memfd execs are blocked and
- * this one is not allowed.
+ * this one is not allowed. Returns false when the name is too long to be listed.
+ * (Direct loads: the hook's arguments are BTF pointers, walked without helpers.)
  */
-static __always_inline struct mg_hit match_file(struct linux_binprm *bprm, struct mg_prefix *key,
-						enum mg_config_flag flags, bool *memfd_denied)
+static __always_inline bool read_file_name(struct linux_binprm *bprm, struct mg_prefix *key,
+					   enum mg_config_flag flags, bool *memfd_denied)
 {
-	struct dentry *dentry = BPF_CORE_READ(bprm, file, f_path.dentry);
-	const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
-	__u32 len = BPF_CORE_READ(dentry, d_name.len);
-	struct mg_hit none = {};
+	struct dentry *dentry = bprm->file->f_path.dentry;
+	const unsigned char *name = dentry->d_name.name;
+	__u32 len = dentry->d_name.len;
 
 	__builtin_memset(&key->name, 0, sizeof(key->name));
 	bpf_probe_read_kernel_str(key->name.name, sizeof(key->name.name), name);
-	if (has_memfd_prefix(key->name.name) && BPF_CORE_READ(dentry, d_inode, __i_nlink) == 0) {
+	if (has_memfd_prefix(key->name.name) && dentry->d_inode->__i_nlink == 0) {
 		if (flags & MG_CONFIG_MEMFD_BLOCK)
 			*memfd_denied = len >= MG_NAME_LEN ||
 					!bpf_map_lookup_elem(&mg_memfd_allow, &key->name);
@@ -155,23 +155,19 @@ static __always_inline struct mg_hit match_file(struct linux_binprm *bprm, struc
 		__builtin_memset(&key->name, 0, sizeof(key->name));
 		bpf_probe_read_kernel_str(key->name.name, sizeof(key->name.name), name);
 	}
-	if (len >= MG_NAME_LEN)
-		return none; /* longer than any listed name */
-	return lookup(key, flags);
+	return len < MG_NAME_LEN;
 }
 
 /*
  * The name the new process will carry: the kernel sets comm from the basename
  * of bprm->filename. Reads the path in windows that overlap by MG_NAME_LEN, so
  * that for a path longer than the buffer the last window still holds any
- * basename short enough to be listed.
+ * basename short enough to be listed. Returns false when there is none.
  */
-static __always_inline struct mg_hit match_process_name(struct linux_binprm *bprm,
-							struct mg_scratch *s, enum mg_config_flag flags)
+static __always_inline bool read_process_name(struct linux_binprm *bprm, struct mg_scratch *s)
 {
-	const char *filename = BPF_CORE_READ(bprm, filename);
+	const char *filename = bprm->filename;
 	const __u32 step = MG_PATH_LEN - MG_NAME_LEN;
-	struct mg_hit none = {};
 	long len = 0;
 	__u32 base = 0;
 	int i;
@@ -184,7 +180,7 @@ static __always_inline struct mg_hit match_process_name(struct linux_binprm *bpr
 			break;
 	}
 	if (len <= 1)
-		return none;
+		return false;
 	/* Scan back from the end: the cost is the basename's length, not the path's. */
 #pragma clang loop unroll(disable)
 	for (i = 0; i < MG_PATH_LEN; i++) {
@@ -198,10 +194,22 @@ static __always_inline struct mg_hit match_process_name(struct linux_binprm *bpr
 		}
 	}
 	if (len - 1 - base >= MG_NAME_LEN)
-		return none;
+		return false;
 	bpf_probe_read_kernel_str(s->process_name.name.name, sizeof(s->process_name.name.name),
 				  &s->path[base & (MG_PATH_LEN - 1)]);
-	return lookup(&s->process_name, flags);
+	return true;
+}
+
+/* Most execs carry one name twice (no symlink): then one lookup answers for both. */
+static __always_inline bool same_name(const struct mg_name *a, const struct mg_name *b)
+{
+	const __u32 *x = (const __u32 *)a->name, *y = (const __u32 *)b->name;
+	int i;
+
+	for (i = 0; i < MG_NAME_LEN / 4; i++)
+		if (x[i] != y[i])
+			return false;
+	return true;
 }
 
 static __always_inline __u32 mnt_ns_of(struct task_struct *task)
@@ -269,7 +277,8 @@ static __always_inline void report(struct linux_binprm *bprm, struct mg_scratch 
 SEC("lsm/bprm_check_security")
 int BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 {
-	struct mg_hit file, name;
+	struct mg_hit file, name, none = {};
+	bool have_file, have_name;
 	enum mg_match matched_on = 0;
 	struct mg_config *config;
 	bool memfd_denied = false, host;
@@ -295,8 +304,20 @@ int BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 	count(MG_STAT_CHECKED);
 	flags = config->flags;
 
-	file = match_file(bprm, &s->file_name, flags, &memfd_denied);
-	name = match_process_name(bprm, s, flags);
+	have_file = read_file_name(bprm, &s->file_name, flags, &memfd_denied);
+	/*
+	 * The hook runs again for a script's interpreter (bprm->interp then holds
+	 * its path): the process name was checked on the first pass, and checking
+	 * it again would report one exec twice.
+	 */
+	have_name = bprm->interp == bprm->filename && read_process_name(bprm, s);
+	file = have_file ? lookup(&s->file_name, flags) : none;
+	if (!have_name)
+		name = none;
+	else if (have_file && same_name(&s->file_name.name, &s->process_name.name))
+		name = file;
+	else
+		name = lookup(&s->process_name, flags);
 	if (!file.kind && !name.kind && !memfd_denied)
 		return 0;
 	/* The daemon's probe proves the hook is live; it is not a policy decision. */

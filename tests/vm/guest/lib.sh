@@ -157,3 +157,111 @@ expect_blocked() {
 expect_ran() {
 	[ "$EXEC_RC" = 0 ] || fail "$1 did not run: status $EXEC_RC, stderr: $EXEC_ERR"
 }
+
+# ---- Exec paths, memfd, long names, prefixes, containers (scenarios 20 and up) ----
+# The image has static helpers in /mg/bin (tests/vm/helpers): fexec, memfdexec, mgsleep.
+# Policies of these scenarios list "mg-sentinel" so that `sentinel` can flush the events.
+
+# action_of MODE: the action an event of a listed exec carries in MODE.
+action_of() { if [ "$1" = enforce ]; then echo blocked; else echo audited; fi; }
+
+# set_mode MODE: flip the running agent's mode (`minerguard mode`); the next exec sees it.
+set_mode() {
+	minerguard mode "$1" >/tmp/mode.out 2>&1 || fail "minerguard mode $1 failed: $(cat /tmp/mode.out)"
+	echo "--- mode $1"
+}
+
+# expect_outcome MODE WHAT: the last try_exec, of something listed, was blocked (enforce:
+# status 126, "not permitted") or ran (audit: status 0).
+expect_outcome() {
+	if [ "$1" = enforce ]; then expect_blocked "$2 (enforce)"; else expect_ran "$2 (audit)"; fi
+}
+
+# expect_exec_event MODE MATCHED_ON MATCHED_NAME FILE_NAME [STR...]: exactly one event comes
+# from the last try_exec (its pid, or a child of it: a shell may fork before it execs), and it
+# has the action of MODE, these fields and each STR. Nothing else comes from that pid.
+expect_exec_event() {
+	_m=$1 _on=$2 _nm=$3 _fn=$4
+	shift 4
+	[ -n "$EXEC_PID" ] || fail "expect_exec_event: the last try_exec recorded no pid (use /mg/pidexec)"
+	_a=$(action_of "$_m")
+	_i=0
+	until [ -n "$(pid_events "$EXEC_PID")" ]; do
+		_i=$((_i + 1))
+		[ "$_i" -ge 100 ] && fail "no event from pid $EXEC_PID (or its child) within 10 s; wanted $_a $_on $_nm $_fn"
+		sleep 0.1
+	done
+	sleep 0.5   # a duplicate would arrive just after
+	_ev=$(pid_events "$EXEC_PID")
+	_n=$(printf '%s\n' "$_ev" | grep -c .)
+	[ "$_n" = 1 ] || fail "expected 1 event from pid $EXEC_PID, got $_n: $_ev"
+	for _s in "\"action\":\"$_a\"" "\"mode\":\"$_m\"" "\"matched_on\":\"$_on\"" \
+		"\"matched_name\":\"$_nm\"" "\"file_name\":\"$_fn\"" "$@"; do
+		case $_ev in *"$_s"*) ;; *) fail "event from pid $EXEC_PID lacks $_s: $_ev" ;; esac
+	done
+	echo "  event: $_ev"
+}
+# pid_events PID: events whose pid or ppid is PID.
+pid_events() { grep -E "\"p?pid\":$1," "$EVENTS" 2>/dev/null; }
+
+# sentinel: exec /tmp/mg-sentinel (a copy of true; the policy must list mg-sentinel) and wait
+# for its event. Events are read in order: once it is in, any earlier exec's event is in too.
+sentinel() {
+	[ -x /tmp/mg-sentinel ] || cp /bin/true /tmp/mg-sentinel
+	sh -c 'echo $$ > /tmp/sentinel.pid; exec /tmp/mg-sentinel' 2>/dev/null
+	_sp=$(cat /tmp/sentinel.pid)
+	wait_for_event "\"pid\":$_sp," '"matched_name":"mg-sentinel"' ||
+		fail "no event for the sentinel exec (pid $_sp) within 10 s"
+}
+
+# expect_no_event WHAT: the last try_exec (pid and children) produced no event at all.
+expect_no_event() {
+	[ -n "$EXEC_PID" ] || fail "expect_no_event: the last try_exec recorded no pid (use /mg/pidexec)"
+	sentinel
+	_ev=$(pid_events "$EXEC_PID")
+	[ -z "$_ev" ] || fail "$1 produced an event: $_ev"
+	echo "  no event for $1 (pid $EXEC_PID)"
+}
+
+# ensure_devfd: /dev/fd -> /proc/self/fd (devtmpfs does not make it; exec of /dev/fd/N needs it).
+ensure_devfd() { [ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd; }
+
+# A policy with more keys: write_policy FILE MODE NAMES..., then append top-level keys (scope)
+# and then tables ([memfd]) with printf >> FILE; TOML wants top-level keys before tables.
+
+# ---- Containers: Debian's runc in the image, a busybox bundle template in /mg/ctr ----
+# ctr_id SEED: a 64-hex container id (Docker's shape), the same for the same SEED.
+ctr_id() { printf '%s' "$1" | sha256sum | cut -c1-64; }
+
+# make_bundle DIR ID SCRIPT: an OCI bundle: busybox rootfs whose /bin/sleep is a real static
+# program, /job.sh = SCRIPT (run by /bin/sh as the container's process), cgroup
+# /sys/fs/cgroup/docker/ID (Docker's cgroupfs layout: the leaf is the bare 64-hex id).
+make_bundle() {
+	[ -x /usr/sbin/runc ] || fail "runc is not in the image (apt-get install runc on the host)"
+	[ -f /mg/ctr/config.json ] || fail "no bundle template /mg/ctr in the image"
+	mkdir -p "$1"
+	cp -a /mg/ctr/rootfs "$1/rootfs"
+	sed "s|@CGROUPS_PATH@|/docker/$2|" /mg/ctr/config.json > "$1/config.json"
+	printf '%s\n' "$3" > "$1/rootfs/job.sh"
+}
+
+# runc_run ID BUNDLE: run the container in the foreground (--no-pivot: an initramfs root
+# cannot pivot_root); its output goes to /tmp/ctr-ID.out and .err; runc's status (the
+# container process's, when it ran) is returned and kept in RUNC_RC.
+runc_run() {
+	_t0=$(now)
+	runc run --no-pivot -b "$2" "$1" </dev/null >"/tmp/ctr-$1.out" 2>"/tmp/ctr-$1.err"
+	RUNC_RC=$?
+	echo "runc run $1: status $RUNC_RC in $(elapsed "$_t0") s; out: $(cat "/tmp/ctr-$1.out"); err: $(cat "/tmp/ctr-$1.err")"
+	return "$RUNC_RC"
+}
+
+# wait_for_file FILE [TENTHS]: poll until FILE exists (default 30 s).
+wait_for_file() {
+	_i=0
+	until [ -e "$1" ]; do
+		_i=$((_i + 1))
+		[ "$_i" -ge "${2:-300}" ] && return 1
+		sleep 0.1
+	done
+}
