@@ -10,6 +10,14 @@ fn minerguard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_minerguard"))
 }
 
+/// Runs minerguard with `args`; asserts its exit status and that stderr contains `needle`.
+fn assert_fails(args: &[&str], code: i32, needle: &str) {
+    let out = minerguard().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
+}
+
 fn write_policy(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("policy.toml");
@@ -63,12 +71,11 @@ fn check_names_file_line_and_column_of_each_problem() {
 
 #[test]
 fn check_reports_a_missing_file() {
-    let out = minerguard()
-        .args(["check", "/nonexistent/policy.toml"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the policy"));
+    assert_fails(
+        &["check", "/nonexistent/policy.toml"],
+        1,
+        "cannot read the policy",
+    );
 }
 
 #[test]
@@ -97,23 +104,20 @@ fn run_rejects_an_invalid_policy_before_touching_the_kernel() {
 
 #[test]
 fn run_rejects_a_bad_flag() {
-    let out = minerguard()
-        .args(["run", "--mode", "block"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values: audit, enforce"));
+    assert_fails(
+        &["run", "--mode", "block"],
+        2,
+        "possible values: audit, enforce",
+    );
 }
 
 // This machine's kernel cannot load the program, so nothing is ever pinned here.
 #[test]
 fn mode_without_enforcement_says_so() {
-    let out = minerguard().args(["mode", "audit"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("minerguard is not enforcing: nothing is pinned"),
-        "{stderr}"
+    assert_fails(
+        &["mode", "audit"],
+        1,
+        "minerguard is not enforcing: nothing is pinned",
     );
 }
 
@@ -130,12 +134,11 @@ fn status_without_enforcement_exits_3() {
 
 #[test]
 fn metrics_refuse_non_loopback_addresses() {
-    let out = minerguard()
-        .args(["run", "--metrics-addr", "0.0.0.0:9464"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("binds only to loopback addresses"));
+    assert_fails(
+        &["run", "--metrics-addr", "0.0.0.0:9464"],
+        1,
+        "binds only to loopback addresses",
+    );
 }
 
 /// On a kernel that cannot run BPF-LSM programs (this machine's), `run` must fail clearly
