@@ -111,11 +111,7 @@ pub fn run(opts: Options) -> Result<()> {
     let config = config_for(&policy, &opts, &lists, host_mnt_ns()?);
     pins::ensure_bpffs()?;
     if let Some(pinned) = pins::Pinned::open()? {
-        if let Some(pid) = pinned
-            .snapshot()?
-            .agent_pid
-            .filter(|&p| p != std::process::id())
-        {
+        if let Some(pid) = pinned.agent_pid()?.filter(|&p| p != std::process::id()) {
             bail!("another minerguard agent (pid {pid}) already runs; stop it first");
         }
     }

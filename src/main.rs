@@ -179,9 +179,9 @@ fn status(json: bool) -> Result<ExitCode> {
 
 fn disable() -> Result<()> {
     if let Some(pid) = pins::Pinned::open()?
-        .map(|p| p.snapshot())
+        .map(|p| p.agent_pid())
         .transpose()?
-        .and_then(|s| s.agent_pid)
+        .flatten()
     {
         // The agent holds the link open: it must be gone for the link to go.
         let pid = Pid::from_raw(pid as i32);

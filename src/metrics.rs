@@ -123,8 +123,6 @@ mod tests {
         let text = render(&Snapshot {
             enforcing: true,
             mode: Mode::Audit,
-            scope: crate::policy::Scope::All,
-            memfd_block: false,
             names: 39,
             stats: Stats {
                 checked: 10,

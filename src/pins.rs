@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::bpf::{MinerguardSkel, OpenMinerguardMaps};
 use crate::maps::{self, ListMaps, Stats};
-use crate::policy::{Mode, Scope};
+use crate::policy::Mode;
 
 pub const PIN_DIR: &str = "/sys/fs/bpf/minerguard";
 /// Bump when a type of `src/bpf/minerguard.h` changes layout: maps pinned by an agent of
@@ -124,8 +124,8 @@ fn pin_over(path: &Path, pin: impl FnOnce(&Path) -> libbpf_rs::Result<()>) -> Re
 
 /// After attach and probe: makes this program the pinned one. The new link is attached
 /// before the old pin is replaced, so there is no moment without a program checking execs.
+/// `ensure_bpffs` must have run (the daemon does it before it looks at the pins).
 pub fn install(skel: &mut MinerguardSkel<'_>, link: &mut Link, adopted_maps: bool) -> Result<()> {
-    ensure_bpffs()?;
     fs::create_dir_all(maps_dir()).with_context(|| format!("creating {}", maps_dir().display()))?;
     if !adopted_maps {
         let maps = &mut skel.maps;
@@ -173,8 +173,6 @@ pub struct Snapshot {
     /// The LSM link is pinned: execs are being checked.
     pub enforcing: bool,
     pub mode: Mode,
-    pub scope: Scope,
-    pub memfd_block: bool,
     /// Names and prefix patterns.
     pub names: usize,
     pub stats: Stats,
@@ -214,6 +212,14 @@ impl Pinned {
         &self.config
     }
 
+    /// The daemon that owns the pinned program, if it still runs. Reads only the config
+    /// entry, unlike `snapshot`, which walks every list.
+    pub fn agent_pid(&self) -> Result<Option<u32>> {
+        Ok(maps::config(&self.config)?
+            .agent_pid
+            .filter(|&pid| is_agent(pid)))
+    }
+
     pub fn snapshot(&self) -> Result<Snapshot> {
         let config = maps::config(&self.config)?;
         let lists = ListMaps {
@@ -225,11 +231,9 @@ impl Pinned {
         Ok(Snapshot {
             enforcing: link_path().exists(),
             mode: config.mode,
-            scope: config.scope,
-            memfd_block: config.memfd_block,
             names: lists.patterns(),
             stats: maps::stats(&self.stats)?,
-            agent_pid: config.agent_pid.filter(|&pid| is_agent(pid)),
+            agent_pid: self.agent_pid()?,
         })
     }
 }
