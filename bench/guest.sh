@@ -132,7 +132,7 @@ while [ "$r" -le "$ROUNDS" ]; do
 	r=$((r + 1))
 done
 
-# 2a. The daemon's own share while idle (it wakes every 200 ms): the same policy with the
+# 2a. The daemon's own share while idle (it wakes every second): the same policy with the
 #     daemon running and frozen (SIGSTOP; the hook stays attached), alternating.
 if phase diag && start_agent default "$DEFAULT_POLICY" --mode enforce; then
 	for i in 1 2; do

@@ -1,11 +1,8 @@
 //! Decoding of the ring buffer records the LSM hook sends (`struct mg_event`).
 
-use std::mem::size_of;
-
 use anyhow::{bail, Result};
 
-use crate::bpf::types::{mg_action, mg_event, mg_match};
-use crate::maps::mode_from_kernel;
+use crate::contract::{c_str, from_bytes, mg_action, mg_event, mg_match};
 use crate::policy::Mode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,27 +67,8 @@ pub struct Event {
     pub cgroup_name: String,
 }
 
-/// The bytes of a C string field up to its first NUL, as text.
-fn c_str(field: &[i8]) -> String {
-    let bytes: Vec<u8> = field
-        .iter()
-        .map(|&c| c as u8)
-        .take_while(|&b| b != 0)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 pub fn decode(data: &[u8]) -> Result<Event> {
-    if data.len() < size_of::<mg_event>() {
-        bail!(
-            "event of {} bytes, expected {}: the BPF object and the daemon disagree",
-            data.len(),
-            size_of::<mg_event>()
-        );
-    }
-    // SAFETY: mg_event is plain old data (integers and integer arrays, enums as u32
-    // newtypes), so every bit pattern is a valid value, and the length was checked.
-    let raw: mg_event = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+    let raw: mg_event = from_bytes(data)?;
     let action = match raw.action {
         mg_action::MG_ACTION_BLOCKED => Action::Blocked,
         mg_action::MG_ACTION_AUDITED => Action::Audited,
@@ -113,7 +91,7 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         gid: raw.gid,
         mnt_ns: raw.mnt_ns,
         action,
-        mode: mode_from_kernel(raw.mode)?,
+        mode: Mode::try_from(raw.mode)?,
         matched_on,
         comm: c_str(&raw.comm),
         matched_name: c_str(&raw.matched_name) + if raw.matched_prefix != 0 { "*" } else { "" },
@@ -127,7 +105,7 @@ pub fn decode(data: &[u8]) -> Result<Event> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::bpf::types::mg_mode;
+    use crate::contract::{bytes, mg_mode};
 
     fn fill(dst: &mut [i8], s: &str) {
         for (d, b) in dst.iter_mut().zip(s.bytes()) {
@@ -159,11 +137,7 @@ pub(crate) mod tests {
             &mut e.cgroup_name,
             "docker-3f1c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a.scope",
         );
-        // SAFETY: reading the bytes of a plain-old-data struct.
-        unsafe {
-            std::slice::from_raw_parts((&e as *const mg_event).cast::<u8>(), size_of::<mg_event>())
-        }
-        .to_vec()
+        bytes(&e).to_vec()
     }
 
     #[test]

@@ -1,34 +1,29 @@
 //! minerguard: blocks cryptominer executions in the kernel with a BPF-LSM program.
-//!
-//! The data path, one module each: `policy` (policy.toml) -> `maps` (kernel maps) ->
-//! `bpf` (the LSM hook, in C) -> ring buffer -> `event` (decoding) -> `enrich` -> `output`.
-//! `lsm` loads, attaches and proves the hook; `pins` keeps it in force across restarts;
-//! `daemon` runs the whole; `metrics` serves the counters.
+//! This file is the command line only; ARCHITECTURE.md maps the modules.
 
+mod agent;
+mod attach;
 mod bpf;
-mod daemon;
+mod commands;
+mod contract;
 mod enrich;
 mod event;
-mod lsm;
 mod maps;
 mod metrics;
 mod output;
 mod pins;
 mod policy;
 
+use std::io::IsTerminal;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use std::io::IsTerminal;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
-use crate::policy::{Mode, Policy};
+use crate::policy::Mode;
 
 const DEFAULT_POLICY: &str = "/etc/minerguard/policy.toml";
 
@@ -51,7 +46,7 @@ enum Cmd {
         policy: PathBuf,
         /// Overrides the policy's mode (at start and on every reload).
         #[arg(long, value_enum)]
-        mode: Option<Mode>,
+        mode: Option<ModeArg>,
         /// Format of the logs on stderr.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -74,8 +69,26 @@ enum Cmd {
     /// Switch the running agent between audit and enforce; the next exec sees the new mode.
     Mode {
         #[arg(value_enum)]
-        mode: Mode,
+        mode: ModeArg,
     },
+}
+
+/// The policy's modes on the command line (the policy model knows nothing of clap).
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// Let the exec run and report it.
+    Audit,
+    /// Fail the exec with EPERM and report it.
+    Enforce,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Mode {
+        match mode {
+            ModeArg::Audit => Mode::Audit,
+            ModeArg::Enforce => Mode::Enforce,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -105,102 +118,17 @@ fn init_logging(format: LogFormat) {
     )));
 }
 
-fn pinned() -> Result<pins::Pinned> {
-    pins::Pinned::open()?.with_context(|| {
-        format!(
-            "minerguard is not enforcing: nothing is pinned at {} (start it with `minerguard run` or `systemctl start minerguard`)",
-            pins::config_path().display()
-        )
-    })
-}
-
-fn set_mode(mode: Mode) -> Result<()> {
-    let before = maps::set_mode(pinned()?.config_map(), mode)?;
-    println!("mode: {} -> {mode}", before.mode);
-    Ok(())
-}
-
-/// Exit status 3 when nothing is enforced, as `systemctl status` does for a stopped unit.
-fn status(json: bool) -> Result<ExitCode> {
-    let snapshot = match pins::Pinned::open()? {
-        Some(p) => Some(p.snapshot()?),
-        None => None,
-    };
-    if json {
-        let value = match &snapshot {
-            None => {
-                serde_json::json!({ "enforcing": false, "mode": null, "names": 0, "agent_pid": null, "counters": null })
-            }
-            Some(s) => serde_json::json!({
-                "enforcing": s.enforcing,
-                "mode": s.mode.as_str(),
-                "names": s.names,
-                "agent_pid": s.agent_pid,
-                "counters": {
-                    "checked": s.stats.checked,
-                    "blocked": s.stats.blocked,
-                    "audited": s.stats.audited,
-                    "lost": s.stats.lost,
-                },
-            }),
-        };
-        println!("{value}");
-    } else {
-        match &snapshot {
-            None => println!(
-                "enforcement: inactive (nothing pinned at {})",
-                pins::PIN_DIR
-            ),
-            Some(s) => {
-                let active = if s.enforcing {
-                    "active"
-                } else {
-                    "inactive (the program is not attached)"
-                };
-                println!("enforcement: {active}");
-                println!("mode:        {}", s.mode);
-                println!("names:       {}", s.names);
-                match s.agent_pid {
-                    Some(pid) => println!("agent:       running (pid {pid})"),
-                    None => println!("agent:       not running (the pinned program enforces on its own; events queue until an agent runs)"),
-                }
-                println!(
-                    "counters:    {} checked, {} blocked, {} audited, {} events lost",
-                    s.stats.checked, s.stats.blocked, s.stats.audited, s.stats.lost
-                );
-            }
-        }
+/// `minerguard run`: the agent, until SIGTERM or SIGINT.
+fn run(opts: agent::Options) -> Result<()> {
+    if let Some(addr) = opts.metrics_addr {
+        metrics::check_addr(addr)?;
     }
-    Ok(match snapshot {
-        Some(s) if s.enforcing => ExitCode::SUCCESS,
-        _ => ExitCode::from(3),
-    })
-}
-
-fn disable() -> Result<()> {
-    if let Some(pid) = pins::Pinned::open()?
-        .map(|p| p.agent_pid())
-        .transpose()?
-        .flatten()
-    {
-        // The agent holds the link open: it must be gone for the link to go.
-        let pid = Pid::from_raw(pid as i32);
-        kill(pid, Signal::SIGTERM).with_context(|| format!("stopping the agent (pid {pid})"))?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while pins::is_agent(pid.as_raw() as u32) {
-            if Instant::now() > deadline {
-                bail!("the agent (pid {pid}) did not stop within 20 s; nothing was removed");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        println!("stopped the agent (pid {pid})");
-    }
-    if pins::remove()? {
-        println!("enforcement removed: execs are no longer checked");
-    } else {
-        println!("nothing to remove: minerguard was not enforcing");
-    }
-    Ok(())
+    // The loaded object lives here: the agent's skeleton borrows it (libbpf-rs 0.27).
+    let mut storage = MaybeUninit::uninit();
+    let mut agent = agent::Agent::start(opts, &mut storage)?;
+    let result = agent.run();
+    agent.stop();
+    result
 }
 
 fn main() -> ExitCode {
@@ -214,39 +142,20 @@ fn main() -> ExitCode {
             skip_lsm_list_check,
         } => {
             init_logging(log_format);
-            metrics_addr
-                .map_or(Ok(()), metrics::check_addr)
-                .and_then(|()| {
-                    daemon::run(daemon::Options {
-                        policy,
-                        mode,
-                        skip_lsm_list_check,
-                        metrics_addr,
-                    })
-                })
+            run(agent::Options {
+                policy,
+                mode: mode.map(Mode::from),
+                skip_lsm_list_check,
+                metrics_addr,
+            })
         }
-        Cmd::Status { json } => match status(json) {
+        Cmd::Status { json } => match commands::status(json) {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
-        Cmd::Disable => disable(),
-        Cmd::Check { path } => match Policy::load(&path) {
-            Ok(p) => {
-                println!(
-                    "{}: valid ({} names, mode {})",
-                    path.display(),
-                    p.names.len(),
-                    p.mode
-                );
-                Ok(())
-            }
-            Err(e) => {
-                // One `file:line:column: problem` line each, as compilers print them.
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        Cmd::Mode { mode } => set_mode(mode),
+        Cmd::Disable => commands::disable(),
+        Cmd::Check { path } => return commands::check(&path),
+        Cmd::Mode { mode } => commands::set_mode(mode.into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

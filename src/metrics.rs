@@ -61,6 +61,7 @@ pub fn serve(addr: SocketAddr) -> Result<()> {
 /// The Prometheus text exposition of a snapshot.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
+    let counters = s.counters.unwrap_or_default();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = write!(
             out,
@@ -71,25 +72,25 @@ pub fn render(s: &Snapshot) -> String {
         "minerguard_execs_checked_total",
         "counter",
         "Execs the LSM hook checked.",
-        s.stats.checked,
+        counters.checked,
     );
     metric(
         "minerguard_execs_blocked_total",
         "counter",
         "Execs of a listed name denied (enforce mode).",
-        s.stats.blocked,
+        counters.blocked,
     );
     metric(
         "minerguard_execs_audited_total",
         "counter",
         "Execs of a listed name allowed and reported (audit mode).",
-        s.stats.audited,
+        counters.audited,
     );
     metric(
         "minerguard_events_lost_total",
         "counter",
         "Events the ring buffer had no room for (the exec was still enforced).",
-        s.stats.lost,
+        counters.lost,
     );
     metric(
         "minerguard_policy_names",
@@ -107,7 +108,7 @@ pub fn render(s: &Snapshot) -> String {
         "minerguard_enforce_mode",
         "gauge",
         "1 in enforce mode, 0 in audit mode.",
-        u64::from(s.mode == crate::policy::Mode::Enforce),
+        u64::from(s.mode == Some(crate::policy::Mode::Enforce)),
     );
     out
 }
@@ -122,14 +123,14 @@ mod tests {
     fn exposition_names_follow_prometheus_conventions() {
         let text = render(&Snapshot {
             enforcing: true,
-            mode: Mode::Audit,
+            mode: Some(Mode::Audit),
             names: 39,
-            stats: Stats {
+            counters: Some(Stats {
                 checked: 10,
                 blocked: 2,
                 audited: 3,
                 lost: 1,
-            },
+            }),
             agent_pid: Some(7),
         });
         assert!(text.contains(

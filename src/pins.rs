@@ -1,11 +1,11 @@
-//! Enforcement that outlives the daemon: the program, its LSM link and its maps pinned in
-//! bpffs. A new agent adopts the pinned maps and takes over the link with no gap; only
+//! Enforcement that outlives the daemon: the program, its link and its maps pinned in bpffs.
+//! A new agent adopts the pinned maps and takes over the link with no gap; only
 //! `minerguard disable` removes them.
 //!
 //! ```text
-//! /sys/fs/bpf/minerguard/link           the LSM link: while pinned, execs are checked
+//! /sys/fs/bpf/minerguard/link           the link: while pinned, execs are checked
 //! /sys/fs/bpf/minerguard/prog           the program behind it
-//! /sys/fs/bpf/minerguard/maps-vN/       names, config, stats, events (N = ABI)
+//! /sys/fs/bpf/minerguard/maps-vN/       names, prefixes, memfd_allow, config, stats, events
 //! ```
 
 use std::fs;
@@ -13,17 +13,54 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use libbpf_rs::{Link, MapCore, MapHandle, OpenMapMut};
+use libbpf_rs::{Link, MapCore, MapHandle, OpenObject};
+use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::bpf::{MinerguardSkel, OpenMinerguardMaps};
+use crate::bpf::MinerguardSkel;
+use crate::contract::ABI;
 use crate::maps::{self, ListMaps, Stats};
 use crate::policy::Mode;
 
 pub const PIN_DIR: &str = "/sys/fs/bpf/minerguard";
-/// Bump when a type of `src/bpf/minerguard.h` changes layout: maps pinned by an agent of
-/// another ABI are then replaced, not adopted. `abi_fingerprint_is_current` guards it.
-pub const ABI: u32 = 2;
+
+/// A map another process needs: its pin name under `maps-vN/` and its name in the object.
+struct PinnedMap {
+    pin: &'static str,
+    map: &'static str,
+}
+
+const NAMES: PinnedMap = PinnedMap {
+    pin: "names",
+    map: "mg_names",
+};
+const PREFIXES: PinnedMap = PinnedMap {
+    pin: "prefixes",
+    map: "mg_prefixes",
+};
+const MEMFD_ALLOW: PinnedMap = PinnedMap {
+    pin: "memfd_allow",
+    map: "mg_memfd_allow",
+};
+const CONFIG: PinnedMap = PinnedMap {
+    pin: "config",
+    map: "mg_config",
+};
+const STATS: PinnedMap = PinnedMap {
+    pin: "stats",
+    map: "mg_stats",
+};
+const EVENTS: PinnedMap = PinnedMap {
+    pin: "events",
+    map: "mg_events",
+};
+
+/// Every pinned map, the one list. The scratch and .bss maps are private to one program.
+const PINNED_MAPS: [PinnedMap; 6] = [NAMES, PREFIXES, MEMFD_ALLOW, CONFIG, STATS, EVENTS];
+
+fn pinned(map_name: &std::ffi::OsStr) -> Option<&'static PinnedMap> {
+    PINNED_MAPS.iter().find(|p| map_name == p.map)
+}
 
 fn maps_dir() -> PathBuf {
     Path::new(PIN_DIR).join(format!("maps-v{ABI}"))
@@ -37,26 +74,12 @@ fn prog_path() -> PathBuf {
     Path::new(PIN_DIR).join("prog")
 }
 
-fn map_path(name: &str) -> PathBuf {
-    maps_dir().join(name)
+fn map_path(map: &PinnedMap) -> PathBuf {
+    maps_dir().join(map.pin)
 }
 
 pub fn config_path() -> PathBuf {
-    map_path("config")
-}
-
-/// The maps another process may need, by pin name. The scratch map is private to a program.
-fn pinned_maps<'a, 'obj>(
-    maps: &'a mut OpenMinerguardMaps<'obj>,
-) -> [(&'static str, &'a mut OpenMapMut<'obj>); 6] {
-    [
-        ("names", &mut maps.mg_names),
-        ("prefixes", &mut maps.mg_prefixes),
-        ("memfd_allow", &mut maps.mg_memfd_allow),
-        ("config", &mut maps.mg_config),
-        ("stats", &mut maps.mg_stats),
-        ("events", &mut maps.mg_events),
-    ]
+    map_path(&CONFIG)
 }
 
 pub fn ensure_bpffs() -> Result<()> {
@@ -79,12 +102,15 @@ pub fn ensure_bpffs() -> Result<()> {
     .context("mounting the BPF filesystem at /sys/fs/bpf (pins need it)")
 }
 
-/// Before load: makes the object reuse the maps a previous agent pinned, when each matches
-/// this object's definition. Returns whether it does; if not, fresh maps replace them later.
-pub fn reuse_maps(maps: &mut OpenMinerguardMaps<'_>) -> Result<bool> {
-    let mut pinned = Vec::new();
-    for (name, map) in pinned_maps(maps) {
-        let path = map_path(name);
+/// Before load: makes the object adopt the maps a previous agent pinned, when every one
+/// matches this object's definition. Returns whether it does; if not, fresh maps replace
+/// them at `install`.
+pub fn adopt(object: &mut OpenObject) -> Result<bool> {
+    for map in object.maps() {
+        let Some(pin) = pinned(map.name()) else {
+            continue;
+        };
+        let path = map_path(pin);
         if !path.exists() {
             return Ok(false);
         }
@@ -100,11 +126,13 @@ pub fn reuse_maps(maps: &mut OpenMinerguardMaps<'_>) -> Result<bool> {
             warn!(map = %path.display(), "pinned map differs from this version's: replacing all pinned maps");
             return Ok(false);
         }
-        pinned.push(path);
     }
-    for ((_, map), path) in pinned_maps(maps).into_iter().zip(&pinned) {
-        map.reuse_pinned_map(path)
-            .with_context(|| format!("reusing the pinned map {}", path.display()))?;
+    for mut map in object.maps_mut() {
+        if let Some(pin) = pinned(map.name()) {
+            let path = map_path(pin);
+            map.reuse_pinned_map(&path)
+                .with_context(|| format!("adopting the pinned map {}", path.display()))?;
+        }
     }
     Ok(true)
 }
@@ -124,17 +152,16 @@ fn pin_over(path: &Path, pin: impl FnOnce(&Path) -> libbpf_rs::Result<()>) -> Re
 
 /// After attach and probe: makes this program the pinned one. The new link is attached
 /// before the old pin is replaced, so there is no moment without a program checking execs.
-/// `ensure_bpffs` must have run (the daemon does it before it looks at the pins).
-pub fn install(skel: &mut MinerguardSkel<'_>, link: &mut Link, adopted_maps: bool) -> Result<()> {
+/// `ensure_bpffs` must have run (the agent does it before it looks at the pins).
+pub fn install(skel: &mut MinerguardSkel<'_>, link: &mut Link, adopted: bool) -> Result<()> {
+    use libbpf_rs::skel::Skel;
     fs::create_dir_all(maps_dir()).with_context(|| format!("creating {}", maps_dir().display()))?;
-    if !adopted_maps {
-        let maps = &mut skel.maps;
-        pin_over(&map_path("names"), |p| maps.mg_names.pin(p))?;
-        pin_over(&map_path("prefixes"), |p| maps.mg_prefixes.pin(p))?;
-        pin_over(&map_path("memfd_allow"), |p| maps.mg_memfd_allow.pin(p))?;
-        pin_over(&map_path("config"), |p| maps.mg_config.pin(p))?;
-        pin_over(&map_path("stats"), |p| maps.mg_stats.pin(p))?;
-        pin_over(&map_path("events"), |p| maps.mg_events.pin(p))?;
+    if !adopted {
+        for mut map in skel.object_mut().maps_mut() {
+            if let Some(pin) = pinned(map.name()) {
+                pin_over(&map_path(pin), |p| map.pin(p))?;
+            }
+        }
     }
     pin_over(&prog_path(), |p| skel.progs.mg_bprm_check.pin(p))?;
     pin_over(&link_path(), |p| link.pin(p))?;
@@ -167,20 +194,35 @@ pub fn remove() -> Result<bool> {
     Ok(true)
 }
 
-/// What the pins say, for `status`, metrics and a second agent.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the pins say: `status` (text and JSON) and the metrics endpoint show this.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Snapshot {
-    /// The LSM link is pinned: execs are being checked.
+    /// The link is pinned: execs are being checked.
     pub enforcing: bool,
-    pub mode: Mode,
-    /// Names and prefix patterns.
+    /// `None` when nothing is pinned.
+    pub mode: Option<Mode>,
+    /// Names and prefix patterns in the kernel's maps.
     pub names: usize,
-    pub stats: Stats,
     /// The daemon that owns the program, if it still runs.
     pub agent_pid: Option<u32>,
+    /// `None` when nothing is pinned.
+    pub counters: Option<Stats>,
 }
 
-/// Handles on the pinned maps, opened once.
+impl Snapshot {
+    /// Nothing of this ABI is pinned.
+    pub fn unpinned() -> Snapshot {
+        Snapshot {
+            enforcing: false,
+            mode: None,
+            names: 0,
+            agent_pid: None,
+            counters: None,
+        }
+    }
+}
+
+/// Handles on the pinned maps that other commands read, opened once.
 pub struct Pinned {
     config: MapHandle,
     names: MapHandle,
@@ -195,16 +237,16 @@ impl Pinned {
         if !config_path().exists() {
             return Ok(None);
         }
-        let open = |name: &str| {
-            MapHandle::from_pinned_path(map_path(name))
-                .with_context(|| format!("opening {}", map_path(name).display()))
+        let open = |map: &PinnedMap| {
+            MapHandle::from_pinned_path(map_path(map))
+                .with_context(|| format!("opening {}", map_path(map).display()))
         };
         Ok(Some(Pinned {
-            config: open("config")?,
-            names: open("names")?,
-            prefixes: open("prefixes")?,
-            memfd_allow: open("memfd_allow")?,
-            stats: open("stats")?,
+            config: open(&CONFIG)?,
+            names: open(&NAMES)?,
+            prefixes: open(&PREFIXES)?,
+            memfd_allow: open(&MEMFD_ALLOW)?,
+            stats: open(&STATS)?,
         }))
     }
 
@@ -230,11 +272,19 @@ impl Pinned {
         .read();
         Ok(Snapshot {
             enforcing: link_path().exists(),
-            mode: config.mode,
+            mode: Some(config.mode),
             names: lists.patterns(),
-            stats: maps::stats(&self.stats)?,
             agent_pid: self.agent_pid()?,
+            counters: Some(maps::stats(&self.stats)?),
         })
+    }
+}
+
+/// The snapshot of whatever is pinned.
+pub fn snapshot() -> Result<Snapshot> {
+    match Pinned::open()? {
+        Some(p) => p.snapshot(),
+        None => Ok(Snapshot::unpinned()),
     }
 }
 
@@ -248,32 +298,40 @@ pub fn is_agent(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bpf::types::{mg_config, mg_event, mg_name};
-    use std::mem::{offset_of, size_of};
-
-    /// Fails when the shared layout changes: bump ABI, then update the numbers here.
-    #[test]
-    fn abi_fingerprint_is_current() {
-        let fingerprint = [
-            size_of::<mg_name>(),
-            size_of::<mg_config>(),
-            size_of::<mg_event>(),
-            offset_of!(mg_event, action),
-            offset_of!(mg_event, comm),
-            offset_of!(mg_event, matched_name),
-            offset_of!(mg_event, file_name),
-            offset_of!(mg_event, filename),
-        ];
-        assert_eq!((ABI, fingerprint), (2, [64, 24, 584, 40, 56, 72, 136, 200]));
-    }
+    use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
     #[test]
     fn layout_keeps_maps_per_abi() {
         assert_eq!(
             config_path(),
-            Path::new("/sys/fs/bpf/minerguard/maps-v2/config")
+            Path::new(&format!("/sys/fs/bpf/minerguard/maps-v{ABI}/config"))
         );
         assert_eq!(link_path(), Path::new("/sys/fs/bpf/minerguard/link"));
+    }
+
+    #[test]
+    fn every_pinned_map_is_in_the_object() {
+        let mut storage = std::mem::MaybeUninit::uninit();
+        let skel = crate::bpf::MinerguardSkelBuilder::default()
+            .open(&mut storage)
+            .unwrap();
+        let names: Vec<_> = skel
+            .open_object()
+            .maps()
+            .map(|m| m.name().to_os_string())
+            .collect();
+        for pin in &PINNED_MAPS {
+            assert!(names.iter().any(|n| n == pin.map), "{} missing", pin.map);
+        }
+    }
+
+    #[test]
+    fn status_json_keeps_its_keys() {
+        let json = serde_json::to_value(Snapshot::unpinned()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({ "enforcing": false, "mode": null, "names": 0, "agent_pid": null, "counters": null })
+        );
     }
 
     #[test]

@@ -6,14 +6,14 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::maps::{
+use crate::contract::{
     MAX_MEMFD_ALLOW, MAX_NAMES, MAX_PREFIXES, MEMFD_PREFIX, NAME_MAX_BYTES, PROBE_NAME,
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Let the exec run and report it.
@@ -124,6 +124,11 @@ struct RawMemfd {
 }
 
 impl Policy {
+    /// Entries that can match an exec: names and prefix patterns (what `status` counts).
+    pub fn patterns(&self) -> usize {
+        self.names.len() + self.prefixes.len()
+    }
+
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
             path: path.to_owned(),

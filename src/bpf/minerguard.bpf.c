@@ -13,10 +13,22 @@
 
 #define EPERM 1
 #define MAX_ERRNO 4095
+/* The kernel names a memfd's dentry "memfd:<name chosen by its creator>". */
 #define MEMFD_PREFIX "memfd:"
 #define MEMFD_PREFIX_LEN (sizeof(MEMFD_PREFIX) - 1)
 
 char LICENSE[] SEC("license") = "GPL";
+
+/*
+ * Never read or written. BTF keeps only the types that maps, globals and
+ * non-inlined functions use; these globals carry the rest of the contract
+ * (the event, the limits, the counters' indexes) into the object's BTF, from
+ * which the skeleton generates the daemon's types (the libbpf-rs examples'
+ * pattern). They cost one small .bss map.
+ */
+struct mg_event mg_contract_event;
+enum mg_limit mg_contract_limit;
+enum mg_stat mg_contract_stat;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -88,8 +100,7 @@ struct mg_hit {
 	__u32 prefix_len; /* non-zero: matched a prefix pattern this long */
 };
 
-/* Not inlined, so that enum mg_stat is in the BTF the skeleton is generated from. */
-static __noinline void count(enum mg_stat stat)
+static __always_inline void count(enum mg_stat stat)
 {
 	__u32 key = stat;
 	__u64 *n = bpf_map_lookup_elem(&mg_stats, &key);
@@ -217,14 +228,23 @@ static __always_inline __u32 mnt_ns_of(struct task_struct *task)
 	return BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
 }
 
-/* Not inlined, so that struct mg_event and its enums are in the skeleton's BTF. */
-static __noinline void fill_event(struct mg_event *e, struct linux_binprm *bprm,
-				  struct mg_scratch *s, enum mg_action action, enum mg_match matched_on)
+/*
+ * Sends one event. Enforcement never waits on the ring buffer: when it is
+ * full, the loss is only counted.
+ */
+static __always_inline void report(struct linux_binprm *bprm, struct mg_scratch *s,
+				   enum mg_mode mode, enum mg_action action, enum mg_match matched_on,
+				   __u32 prefix_len, bool host)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct mg_name *matched = &s->file_name.name;
 	__u64 uid_gid = bpf_get_current_uid_gid();
+	struct mg_event *e = bpf_ringbuf_reserve(&mg_events, sizeof(*e), 0);
 
+	if (!e) {
+		count(MG_STAT_LOST);
+		return;
+	}
 	if (!(matched_on & MG_MATCH_FILE) && matched_on != MG_MATCH_MEMFD)
 		matched = &s->process_name.name;
 	e->boot_ns = bpf_ktime_get_boot_ns();
@@ -236,7 +256,9 @@ static __noinline void fill_event(struct mg_event *e, struct linux_binprm *bprm,
 	e->gid = uid_gid >> 32;
 	e->mnt_ns = mnt_ns_of(task);
 	e->action = action;
+	e->mode = mode;
 	e->matched_on = matched_on;
+	e->host = host;
 	e->reserved[0] = 0;
 	e->reserved[1] = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
@@ -245,32 +267,13 @@ static __noinline void fill_event(struct mg_event *e, struct linux_binprm *bprm,
 				  BPF_CORE_READ(bprm, file, f_path.dentry, d_name.name));
 	if (matched_on == MG_MATCH_MEMFD)
 		__builtin_memcpy(e->matched_name, e->file_name, MG_NAME_LEN);
+	/* A prefix match reports the pattern, not the whole name. */
+	e->matched_prefix = prefix_len != 0;
+	if (prefix_len && prefix_len < MG_NAME_LEN)
+		e->matched_name[prefix_len & (MG_NAME_LEN - 1)] = 0;
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
 	bpf_probe_read_kernel_str(e->cgroup_name, sizeof(e->cgroup_name),
 				  BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, name));
-}
-
-static __always_inline void report(struct linux_binprm *bprm, struct mg_scratch *s,
-				   enum mg_mode mode, enum mg_action action, enum mg_match matched_on,
-				   __u32 prefix_len, bool host)
-{
-	struct mg_event *e = bpf_ringbuf_reserve(&mg_events, sizeof(*e), 0);
-
-	if (!e) {
-		count(MG_STAT_LOST);
-		return;
-	}
-	fill_event(e, bprm, s, action, matched_on);
-	/* A prefix match reports the pattern, not the whole name. */
-	if (prefix_len) {
-		e->matched_prefix = 1;
-		if (prefix_len < MG_NAME_LEN)
-			e->matched_name[prefix_len & (MG_NAME_LEN - 1)] = 0;
-	} else {
-		e->matched_prefix = 0;
-	}
-	e->mode = mode;
-	e->host = host;
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -281,7 +284,7 @@ int BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 	bool have_file, have_name;
 	enum mg_match matched_on = 0;
 	struct mg_config *config;
-	bool memfd_denied = false, host;
+	bool memfd_denied = false, host, blocked;
 	struct mg_scratch *s;
 	enum mg_config_flag flags;
 	__u32 zero = 0, prefix_len;
@@ -334,13 +337,9 @@ int BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 	prefix_len = file.kind ? file.prefix_len : name.prefix_len;
 	mode = config->mode;
 	host = mnt_ns_of((struct task_struct *)bpf_get_current_task()) == config->host_mnt_ns;
-	if (mode == MG_MODE_AUDIT || (config->scope == MG_SCOPE_CONTAINERS && host)) {
-		count(MG_STAT_AUDITED);
-		report(bprm, s, mode, MG_ACTION_AUDITED, matched_on, prefix_len, host);
-		return 0;
-	}
-	/* Enforcement never waits on the ring buffer: report() only counts a loss. */
-	count(MG_STAT_BLOCKED);
-	report(bprm, s, mode, MG_ACTION_BLOCKED, matched_on, prefix_len, host);
-	return -EPERM;
+	blocked = mode != MG_MODE_AUDIT && !(config->scope == MG_SCOPE_CONTAINERS && host);
+	count(blocked ? MG_STAT_BLOCKED : MG_STAT_AUDITED);
+	report(bprm, s, mode, blocked ? MG_ACTION_BLOCKED : MG_ACTION_AUDITED, matched_on,
+	       prefix_len, host);
+	return blocked ? -EPERM : 0;
 }

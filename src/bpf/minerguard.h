@@ -1,29 +1,40 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The kernel/userspace contract: every type and constant that both the BPF
- * program and the Rust daemon read. The daemon gets these through the
- * skeleton's generated `types` module (from this file's BTF), so a layout
- * change here is a compile error or a failing test there, never a silent skew.
+ * program and the Rust daemon read, defined here only. The daemon gets them
+ * through the skeleton's generated `types` module (from the object's BTF) and
+ * src/contract.rs; a test there compares the size and offset of every field
+ * of every struct below with the compiled object, so a layout change is a
+ * failing test, never a silent skew.
+ *
+ * Every type here must be reachable from the object's BTF: the program
+ * declares one unused global of each (see mg_contract in minerguard.bpf.c).
  */
 #ifndef MINERGUARD_H
 #define MINERGUARD_H
 
 /*
- * Longest name the names map holds, NUL included. Real miner release names are
- * well under this (the longest known is 22 bytes); a file whose name is longer
- * cannot equal a listed name, so the program skips the lookup instead of
- * matching a truncated prefix.
+ * Sizes and bounds, as an enum so that they reach the generated Rust types
+ * (a #define would not): the daemon reads every limit from here.
  */
-#define MG_NAME_LEN 64
-/* The path as passed to exec, as far as the event reports it. */
-#define MG_PATH_LEN 256
-#define MG_COMM_LEN 16
-/* Leaf name of a cgroup: fits "cri-containerd-<64 hex>.scope" (85 bytes). */
-#define MG_CGROUP_NAME_LEN 128
-/* Upper bounds of the names, prefixes and memfd allow maps; the policy validator enforces them first. */
-#define MG_MAX_NAMES 65536
-#define MG_MAX_PREFIXES 4096
-#define MG_MAX_MEMFD_ALLOW 256
+enum mg_limit {
+	/*
+	 * Longest name the names map holds, NUL included. Real miner release
+	 * names are well under this (the longest known is 22 bytes); a file whose
+	 * name is longer cannot equal a listed name, so the program skips the
+	 * lookup instead of matching a truncated prefix.
+	 */
+	MG_NAME_LEN = 64,
+	/* The path as passed to exec, as far as the event reports it. */
+	MG_PATH_LEN = 256,
+	MG_COMM_LEN = 16,
+	/* Leaf name of a cgroup: fits "cri-containerd-<64 hex>.scope" (85 bytes). */
+	MG_CGROUP_NAME_LEN = 128,
+	/* Upper bounds of the names, prefixes and memfd allow maps; the policy validator enforces them first. */
+	MG_MAX_NAMES = 65536,
+	MG_MAX_PREFIXES = 4096,
+	MG_MAX_MEMFD_ALLOW = 256,
+};
 
 /* Enforce is 0 so that a config entry never written fails closed. */
 enum mg_mode {

@@ -1,22 +1,22 @@
-//! Loading and attaching the BPF-LSM program, and proving that it really enforces here:
-//! the active LSM list first, then a functional probe, since the list alone is not proof
-//! either way (a kernel can list `bpf` and refuse LSM programs, or attach one that never runs).
+//! Putting the program in force: loading it, attaching it to the LSM hook, and proving that
+//! it really enforces here: the active LSM list first, then a functional probe, since the
+//! list alone is not proof either way (a kernel can list `bpf` and refuse LSM programs, or
+//! attach one that never runs). Another way of enforcing (another hook) belongs here too.
 
 use std::fs;
 use std::io::Write;
-use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, OpenObject};
+use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::{Link, MapCore};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 
-use crate::bpf::{MinerguardSkel, MinerguardSkelBuilder};
+use crate::bpf::{MinerguardSkel, OpenMinerguardSkel};
+use crate::contract::PROBE_NAME;
 use crate::maps;
-use crate::pins;
 
 const LSM_LIST: &str = "/sys/kernel/security/lsm";
 const SECURITYFS: &str = "/sys/kernel/security";
@@ -126,14 +126,9 @@ fn load_refused(err: libbpf_rs::Error) -> anyhow::Error {
     anyhow!("the kernel refused minerguard's BPF LSM program ({err}): {why}")
 }
 
-/// Opens and loads the BPF object into `storage` (the skeleton borrows it), on the maps a
-/// previous agent pinned when they fit. Returns whether it adopted them.
-pub fn load(storage: &mut MaybeUninit<OpenObject>) -> Result<(MinerguardSkel<'_>, bool)> {
-    let mut open = MinerguardSkelBuilder::default()
-        .open(storage)
-        .context("opening minerguard's BPF object")?;
-    let adopted = pins::reuse_maps(&mut open.maps)?;
-    Ok((open.load().map_err(load_refused)?, adopted))
+/// Loads the opened object into the kernel; a refusal says what the node is missing.
+pub fn load<'obj>(open: OpenMinerguardSkel<'obj>) -> Result<MinerguardSkel<'obj>> {
+    open.load().map_err(load_refused)
 }
 
 pub fn attach(skel: &MinerguardSkel<'_>) -> Result<Link> {
@@ -174,8 +169,7 @@ pub fn probe(names: &dyn MapCore) -> Result<()> {
 
 /// The errno of the probe exec, or `None` if it ran.
 fn exec_probe() -> Result<Option<i32>> {
-    let fd = memfd_create(maps::PROBE_NAME, MFdFlags::MFD_CLOEXEC)
-        .context("creating the probe memfd")?;
+    let fd = memfd_create(PROBE_NAME, MFdFlags::MFD_CLOEXEC).context("creating the probe memfd")?;
     let mut file = fs::File::from(fd);
     file.write_all(b"#!/nonexistent/minerguard-probe-interpreter\n")
         .context("writing the probe memfd")?;

@@ -1,0 +1,339 @@
+//! `minerguard run`: the agent. `Agent::start` validates the policy, loads the program on the
+//! pinned maps it adopts, applies the policy, attaches, proves and pins; `run` is the event
+//! loop (ring buffer -> decode -> output) until SIGTERM/SIGINT, reloading on SIGHUP; `stop`
+//! leaves enforcement in place (see `pins`).
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{ErrorKind, Link, MapHandle, OpenObject, RingBufferBuilder};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use tracing::{error, info, warn};
+
+use crate::attach;
+use crate::bpf::{MinerguardMaps, MinerguardSkel, MinerguardSkelBuilder};
+use crate::event;
+use crate::maps::{self, Config, ListMaps, Lists};
+use crate::metrics;
+use crate::output;
+use crate::pins;
+use crate::policy::{Mode, Policy};
+
+pub struct Options {
+    pub policy: PathBuf,
+    /// Wins over the policy's mode, at start and on every reload.
+    pub mode: Option<Mode>,
+    pub skip_lsm_list_check: bool,
+    /// Where to serve Prometheus metrics (loopback only), if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// How often the loop wakes without events, to notice mode flips and lost events (signals
+/// interrupt the wait at once). Each wake costs the node instructions: a second is enough.
+const TICK: Duration = Duration::from_secs(1);
+
+struct Signals {
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> Result<Signals> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let reload = Arc::new(AtomicBool::new(false));
+        for sig in [SIGTERM, SIGINT] {
+            signal_hook::flag::register(sig, Arc::clone(&stop))
+                .context("installing the SIGTERM/SIGINT handler")?;
+        }
+        signal_hook::flag::register(SIGHUP, Arc::clone(&reload))
+            .context("installing the SIGHUP handler")?;
+        Ok(Signals { stop, reload })
+    }
+}
+
+/// What the agent has put into the kernel, so that a reload can move from it.
+struct Applied {
+    lists: Lists,
+    config: Config,
+    /// Events lost so far, as last logged.
+    lost: u64,
+}
+
+/// The running agent: owns the loaded object (whose storage the caller owns: libbpf-rs's
+/// skeletons borrow it), the link that keeps it attached, and what it applied.
+pub struct Agent<'obj> {
+    opts: Options,
+    signals: Signals,
+    skel: MinerguardSkel<'obj>,
+    /// Pinned too; held so that the link lives as long as the agent even if the pin is removed.
+    _link: Link,
+    applied: Applied,
+}
+
+/// The config entry a policy asks for, `--mode` winning over the policy's mode.
+fn config_for(policy: &Policy, opts: &Options, lists: &Lists, host_mnt_ns: u32) -> Config {
+    Config {
+        mode: opts.mode.unwrap_or(policy.mode),
+        scope: policy.scope,
+        memfd_block: policy.memfd_block,
+        has_prefixes: !lists.prefixes.is_empty(),
+        host_mnt_ns,
+        agent_pid: Some(std::process::id()),
+    }
+}
+
+/// The mount namespace of PID 1: a process in it is the host's, not a container's.
+fn host_mnt_ns() -> Result<u32> {
+    let ino = match std::fs::metadata("/proc/1/ns/mnt") {
+        Ok(meta) => meta.ino(),
+        Err(e) => {
+            // A sandbox may hide PID 1's namespaces; the agent's own is the best guess then.
+            warn!(error = %e, "cannot read /proc/1/ns/mnt: taking the agent's mount namespace as the host's");
+            std::fs::metadata("/proc/self/ns/mnt")
+                .context("reading the agent's mount namespace (/proc/self/ns/mnt)")?
+                .ino()
+        }
+    };
+    u32::try_from(ino).context("mount namespace inode out of range")
+}
+
+fn list_maps<'a>(maps: &'a MinerguardMaps<'_>) -> ListMaps<'a> {
+    ListMaps {
+        names: &maps.mg_names,
+        prefixes: &maps.mg_prefixes,
+        memfd_allow: &maps.mg_memfd_allow,
+    }
+}
+
+impl<'obj> Agent<'obj> {
+    /// Everything up to `minerguard ready`. Validates before touching the kernel; once
+    /// this returns, the program is attached, proven and pinned.
+    pub fn start(opts: Options, storage: &'obj mut MaybeUninit<OpenObject>) -> Result<Self> {
+        let policy = Policy::load(&opts.policy)?;
+        let lists = Lists::from_policy(&policy);
+        if lists.patterns() == 0 {
+            warn!(policy = %opts.policy.display(), "the policy lists no names: nothing will be blocked");
+        }
+        let signals = Signals::register()?;
+        if !opts.skip_lsm_list_check {
+            attach::check_active_list()?;
+        }
+        let config = config_for(&policy, &opts, &lists, host_mnt_ns()?);
+        pins::ensure_bpffs()?;
+        if let Some(pinned) = pins::Pinned::open()? {
+            if let Some(pid) = pinned.agent_pid()?.filter(|&p| p != std::process::id()) {
+                bail!("another minerguard agent (pid {pid}) already runs; stop it first");
+            }
+        }
+
+        let mut open = MinerguardSkelBuilder::default()
+            .open(storage)
+            .context("opening minerguard's BPF object")?;
+        let adopted = pins::adopt(open.open_object_mut())?;
+        let mut skel = attach::load(open)?;
+        // What a previous agent left in the adopted maps (events it could not read queue too).
+        let adopted_lists = if adopted {
+            list_maps(&skel.maps).read()
+        } else {
+            Lists::default()
+        };
+        list_maps(&skel.maps).replace(&adopted_lists, &lists)?;
+        maps::write_config(&skel.maps.mg_config, config)?;
+        let mut link = attach::attach(&skel)?;
+        attach::probe(&skel.maps.mg_names)?;
+        pins::install(&mut skel, &mut link, adopted)?;
+        if adopted {
+            info!("adopted the pinned program's maps: events queued while no agent ran follow");
+        }
+        if let Some(addr) = opts.metrics_addr {
+            metrics::serve(addr)?;
+        }
+
+        let lost = maps::stats(&skel.maps.mg_stats)?.lost;
+        if lost > 0 {
+            warn!(
+                lost_total = lost,
+                "events were lost since the program was loaded"
+            );
+        }
+        info!(
+            mode = %config.mode,
+            scope = config.scope.as_str(),
+            names = lists.patterns(),
+            memfd_block = config.memfd_block,
+            policy = %opts.policy.display(),
+            "minerguard ready"
+        );
+        notify_ready();
+        Ok(Agent {
+            opts,
+            signals,
+            skel,
+            _link: link,
+            applied: Applied {
+                lists,
+                config,
+                lost,
+            },
+        })
+    }
+
+    /// The event loop, until SIGTERM or SIGINT.
+    pub fn run(&mut self) -> Result<()> {
+        // The ring buffer borrows its map for as long as it lives: an owned handle on the
+        // events map (not the skeleton's) leaves `self` free for reloads meanwhile.
+        let events = MapHandle::try_from(&self.skel.maps.mg_events)
+            .context("opening the event ring buffer")?;
+        let mut stdout = io::stdout().lock();
+        let mut output_failed = false;
+        let mut ring = RingBufferBuilder::new();
+        ring.add(&events, move |data: &[u8]| {
+            match event::decode(data) {
+                Ok(e) => {
+                    if let Err(err) = output::write(&mut stdout, &output::Record::new(&e)) {
+                        // Enforcement does not depend on the output; say it once, keep going.
+                        if !output_failed {
+                            error!(error = %err, "cannot write events to stdout");
+                            output_failed = true;
+                        }
+                    }
+                }
+                Err(err) => error!(error = %err, "undecodable event"),
+            }
+            0
+        })
+        .context("setting up the event ring buffer")?;
+        let ring = ring.build().context("setting up the event ring buffer")?;
+
+        while !self.signals.stop.load(Ordering::Relaxed) {
+            match ring.poll(TICK) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("reading events from the ring buffer"),
+            }
+            if self.signals.reload.swap(false, Ordering::Relaxed) {
+                self.reload();
+            }
+            self.watch_mode();
+            self.report_lost();
+        }
+        // Drain what was queued before the stop. The pinned link keeps the node protected.
+        let _ = ring.consume();
+        Ok(())
+    }
+
+    /// Leaves the pinned program enforcing and marks the agent gone in the config entry.
+    pub fn stop(self) {
+        let config = Config {
+            agent_pid: None,
+            ..self.applied.config
+        };
+        if let Err(e) = maps::write_config(&self.skel.maps.mg_config, config) {
+            warn!(
+                error = format!("{e:#}"),
+                "cannot clear the agent pid in the kernel config map"
+            );
+        }
+        info!("stopping; enforcement stays in place (`minerguard disable` removes it)");
+    }
+}
+
+fn notify_ready() {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            warn!(error = %e, "cannot notify systemd that the agent is ready");
+        }
+    }
+}
+
+impl Agent<'_> {
+    /// Applies the policy file again (what SIGHUP does). An invalid policy changes nothing.
+    pub fn reload(&mut self) {
+        let (opts, applied, maps) = (&self.opts, &mut self.applied, &self.skel.maps);
+        let policy = match Policy::load(&opts.policy) {
+            Ok(p) => p,
+            Err(e) => {
+                error!(
+                    policy = %opts.policy.display(),
+                    error = %e,
+                    "policy reload rejected: the running policy and mode stay in force"
+                );
+                return;
+            }
+        };
+        let new = Lists::from_policy(&policy);
+        let lists = list_maps(maps);
+        if let Err(e) = lists.replace(&applied.lists, &new) {
+            // Additions come before removals, so the old entries are all still in the maps; some
+            // of the new ones may be too: re-read what the maps hold for the next reload.
+            error!(
+                error = format!("{e:#}"),
+                "policy reload failed while updating the kernel; the running policy stays in force"
+            );
+            applied.lists = lists.read();
+            return;
+        }
+        let added = new.names.difference(&applied.lists.names).count()
+            + new.prefixes.difference(&applied.lists.prefixes).count();
+        let removed = applied.lists.names.difference(&new.names).count()
+            + applied.lists.prefixes.difference(&new.prefixes).count();
+        let wanted = config_for(&policy, opts, &new, applied.config.host_mnt_ns);
+        applied.lists = new;
+        match maps::write_config(&maps.mg_config, wanted) {
+            Ok(()) => applied.config = wanted,
+            Err(e) => error!(
+                error = format!("{e:#}"),
+                "cannot apply the reloaded policy's mode and scope"
+            ),
+        }
+        info!(
+            names = applied.lists.patterns(),
+            added,
+            removed,
+            mode = %applied.config.mode,
+            scope = applied.config.scope.as_str(),
+            memfd_block = applied.config.memfd_block,
+            "policy reloaded"
+        );
+    }
+
+    /// Logs a mode flipped from outside (`minerguard mode`), so the log tells what is in force.
+    fn watch_mode(&mut self) {
+        let applied = &mut self.applied;
+        match maps::config(&self.skel.maps.mg_config).map(|c| c.mode) {
+            Ok(mode) if mode != applied.config.mode => {
+                info!(from = %applied.config.mode, to = %mode, "mode changed at runtime");
+                applied.config.mode = mode;
+            }
+            Ok(_) => {}
+            Err(e) => warn!(
+                error = format!("{e:#}"),
+                "cannot read the mode from the kernel"
+            ),
+        }
+    }
+
+    /// Makes every lost event visible in the log, within a tick of its loss.
+    fn report_lost(&mut self) {
+        let applied = &mut self.applied;
+        match maps::stats(&self.skel.maps.mg_stats) {
+            Ok(s) if s.lost > applied.lost => {
+                warn!(
+                    lost = s.lost - applied.lost,
+                    lost_total = s.lost,
+                    "events lost: the ring buffer was full (the execs were still enforced)"
+                );
+                applied.lost = s.lost;
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = format!("{e:#}"), "cannot read the kernel counters"),
+        }
+    }
+}
