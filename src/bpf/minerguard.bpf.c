@@ -269,8 +269,11 @@ static __always_inline void report(struct linux_binprm *bprm, struct mg_scratch 
 		__builtin_memcpy(e->matched_name, e->file_name, MG_NAME_LEN);
 	/* A prefix match reports the pattern, not the whole name. */
 	e->matched_prefix = prefix_len != 0;
-	if (prefix_len && prefix_len < MG_NAME_LEN)
+	if (prefix_len && prefix_len < MG_NAME_LEN) {
+		/* Keeps clang from dropping the mask the verifier needs as a bound. */
+		barrier_var(prefix_len);
 		e->matched_name[prefix_len & (MG_NAME_LEN - 1)] = 0;
+	}
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
 	bpf_probe_read_kernel_str(e->cgroup_name, sizeof(e->cgroup_name),
 				  BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, name));
