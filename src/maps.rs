@@ -112,9 +112,9 @@ const MEMFD_ALLOW: Table = Table {
     decode: name_text,
 };
 
-/// Moves one map from `old` to `new` with no moment in which an entry of `new` is missing:
-/// additions land before any removal.
-fn replace(
+/// The first half of moving one map from `old` to `new`: the caller adds everywhere before
+/// it removes anywhere, so no entry of both is ever missing.
+fn add(
     map: &dyn MapCore,
     table: &Table,
     old: &BTreeSet<String>,
@@ -124,6 +124,15 @@ fn replace(
         map.update(&(table.key)(entry), &(table.value)(entry), MapFlags::ANY)
             .with_context(|| format!("adding {entry:?} to the kernel {} map", table.what))?;
     }
+    Ok(())
+}
+
+fn remove(
+    map: &dyn MapCore,
+    table: &Table,
+    old: &BTreeSet<String>,
+    new: &BTreeSet<String>,
+) -> Result<()> {
     for entry in old.difference(new) {
         map.delete(&(table.key)(entry))
             .with_context(|| format!("removing {entry:?} from the kernel {} map", table.what))?;
@@ -155,11 +164,23 @@ impl ListMaps<'_> {
         }
     }
 
-    /// Moves every map from `old` to `new`, additions first.
-    pub fn replace(&self, old: &Lists, new: &Lists) -> Result<()> {
-        replace(self.names, &NAMES, &old.names, &new.names)?;
-        replace(self.prefixes, &PREFIXES, &old.prefixes, &new.prefixes)?;
-        replace(
+    /// Adds what `new` has and `old` lacks, in every map.
+    pub fn add(&self, old: &Lists, new: &Lists) -> Result<()> {
+        add(self.names, &NAMES, &old.names, &new.names)?;
+        add(self.prefixes, &PREFIXES, &old.prefixes, &new.prefixes)?;
+        add(
+            self.memfd_allow,
+            &MEMFD_ALLOW,
+            &old.memfd_allow,
+            &new.memfd_allow,
+        )
+    }
+
+    /// Removes what `old` has and `new` lacks, in every map.
+    pub fn remove(&self, old: &Lists, new: &Lists) -> Result<()> {
+        remove(self.names, &NAMES, &old.names, &new.names)?;
+        remove(self.prefixes, &PREFIXES, &old.prefixes, &new.prefixes)?;
+        remove(
             self.memfd_allow,
             &MEMFD_ALLOW,
             &old.memfd_allow,
@@ -184,10 +205,9 @@ pub fn delete_probe(names: &dyn MapCore) -> Result<()> {
         .context("removing the probe name from the kernel names map")
 }
 
-/// The config map's single entry.
+/// The config map's single entry (the mode has a map of its own: `write_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
-    pub mode: Mode,
     pub scope: Scope,
     pub memfd_block: bool,
     /// The prefixes map has entries (a lookup there is skipped otherwise).
@@ -208,19 +228,16 @@ impl Config {
             flags |= mg_config_flag::MG_CONFIG_PREFIXES.0;
         }
         mg_config {
-            mode: self.mode.into(),
             agent_pid: self.agent_pid.unwrap_or(0),
             scope: self.scope.into(),
             flags: mg_config_flag(flags),
             host_mnt_ns: self.host_mnt_ns,
-            reserved: 0,
         }
     }
 
     fn from_raw(raw: mg_config) -> Result<Config> {
         let flags = raw.flags.0;
         Ok(Config {
-            mode: raw.mode.try_into()?,
             scope: raw.scope.try_into()?,
             memfd_block: flags & mg_config_flag::MG_CONFIG_MEMFD_BLOCK.0 != 0,
             has_prefixes: flags & mg_config_flag::MG_CONFIG_PREFIXES.0 != 0,
@@ -243,11 +260,26 @@ pub fn config(map: &dyn MapCore) -> Result<Config> {
     Config::from_raw(from_bytes(&bytes)?)
 }
 
-/// Changes the mode, keeping the rest of the entry.
-pub fn set_mode(map: &dyn MapCore, mode: Mode) -> Result<Config> {
-    let before = config(map)?;
-    write_config(map, Config { mode, ..before })?;
-    Ok(before)
+/// Sets the mode; the program reads it at the next exec. Touches nothing else.
+pub fn write_mode(map: &dyn MapCore, mode: Mode) -> Result<()> {
+    map.update(
+        &0u32.to_ne_bytes(),
+        &mg_mode::from(mode).0.to_ne_bytes(),
+        MapFlags::ANY,
+    )
+    .context("writing the kernel mode map")
+}
+
+pub fn mode(map: &dyn MapCore) -> Result<Mode> {
+    let bytes = map
+        .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .context("reading the kernel mode map")?
+        .context("the kernel mode map has no entry")?;
+    let raw: [u8; 4] = bytes
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .context("the kernel mode entry is too short")?;
+    Mode::try_from(mg_mode(u32::from_ne_bytes(raw)))
 }
 
 /// The program's counters, summed over CPUs.
@@ -285,7 +317,6 @@ mod tests {
 
     fn never_written() -> Config {
         Config {
-            mode: Mode::Enforce,
             scope: Scope::All,
             memfd_block: false,
             has_prefixes: false,
@@ -296,7 +327,8 @@ mod tests {
 
     #[test]
     fn config_encodes_enforce_as_zero() {
-        // An entry never written reads as zero: it must mean enforce (fail closed).
+        // An entry never written reads as zero: it must mean enforce (fail closed), scope
+        // all, no flags.
         assert!(bytes(&never_written().to_raw()).iter().all(|&b| b == 0));
         assert_eq!(Mode::try_from(mg_mode(0)).unwrap(), Mode::Enforce);
         assert_eq!(Mode::try_from(mg_mode(1)).unwrap(), Mode::Audit);
@@ -306,7 +338,6 @@ mod tests {
     #[test]
     fn config_round_trips() {
         let config = Config {
-            mode: Mode::Audit,
             scope: Scope::Containers,
             memfd_block: true,
             has_prefixes: true,
