@@ -232,12 +232,8 @@ mod tests {
 
     #[test]
     fn limits_are_the_maps_sizes() {
-        // Opening parses the ELF and BTF only: no privileges or BPF LSM needed.
-        use libbpf_rs::skel::SkelBuilder;
         let mut storage = std::mem::MaybeUninit::uninit();
-        let skel = crate::bpf::MinerguardSkelBuilder::default()
-            .open(&mut storage)
-            .unwrap();
+        let skel = crate::bpf::open_for_test(&mut storage);
         let maps = &skel.maps;
         // A reload holds two of the largest policies at once, and the probe's name.
         assert_eq!(maps.mg_names.max_entries() as usize, 2 * MAX_NAMES + 1);

@@ -36,34 +36,17 @@ struct PinnedMap {
     map: &'static str,
 }
 
-const NAMES: PinnedMap = PinnedMap {
-    pin: "names",
-    map: "mg_names",
-};
-const PREFIXES: PinnedMap = PinnedMap {
-    pin: "prefixes",
-    map: "mg_prefixes",
-};
-const MEMFD_ALLOW: PinnedMap = PinnedMap {
-    pin: "memfd_allow",
-    map: "mg_memfd_allow",
-};
-const CONFIG: PinnedMap = PinnedMap {
-    pin: "config",
-    map: "mg_config",
-};
-const MODE: PinnedMap = PinnedMap {
-    pin: "mode",
-    map: "mg_mode",
-};
-const STATS: PinnedMap = PinnedMap {
-    pin: "stats",
-    map: "mg_stats",
-};
-const EVENTS: PinnedMap = PinnedMap {
-    pin: "events",
-    map: "mg_events",
-};
+const fn pinned_as(pin: &'static str, map: &'static str) -> PinnedMap {
+    PinnedMap { pin, map }
+}
+
+const NAMES: PinnedMap = pinned_as("names", "mg_names");
+const PREFIXES: PinnedMap = pinned_as("prefixes", "mg_prefixes");
+const MEMFD_ALLOW: PinnedMap = pinned_as("memfd_allow", "mg_memfd_allow");
+const CONFIG: PinnedMap = pinned_as("config", "mg_config");
+const MODE: PinnedMap = pinned_as("mode", "mg_mode");
+const STATS: PinnedMap = pinned_as("stats", "mg_stats");
+const EVENTS: PinnedMap = pinned_as("events", "mg_events");
 
 /// Every pinned map, the one list. The .bss map is private to one program.
 const PINNED_MAPS: [PinnedMap; 7] = [NAMES, PREFIXES, MEMFD_ALLOW, CONFIG, MODE, STATS, EVENTS];
@@ -406,7 +389,7 @@ pub fn is_agent(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+    use libbpf_rs::skel::OpenSkel;
 
     #[test]
     fn layout_keeps_maps_per_abi() {
@@ -420,9 +403,7 @@ mod tests {
     #[test]
     fn every_pinned_map_is_in_the_object() {
         let mut storage = std::mem::MaybeUninit::uninit();
-        let skel = crate::bpf::MinerguardSkelBuilder::default()
-            .open(&mut storage)
-            .unwrap();
+        let skel = crate::bpf::open_for_test(&mut storage);
         let names: Vec<_> = skel
             .open_object()
             .maps()
