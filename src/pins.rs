@@ -258,8 +258,24 @@ pub fn install(skel: &mut MinerguardSkel<'_>, link: &mut Link, adopted: bool) ->
     Ok(())
 }
 
-/// Removes every pin, the link first: the program stops checking execs at that moment.
-/// Returns whether anything was pinned.
+/// The links through which a minerguard program checks execs, as the kernel lists them.
+fn attached_links() -> usize {
+    let ours: Vec<u32> = libbpf_rs::query::ProgInfoIter::default()
+        .filter(|p| p.name == HOOK_PROGRAM)
+        .map(|p| p.id)
+        .collect();
+    libbpf_rs::query::LinkInfoIter::default()
+        .filter(|l| ours.contains(&l.prog_id))
+        .count()
+}
+
+/// The program's name as the kernel lists it (at most 15 bytes).
+const HOOK_PROGRAM: &str = "mg_bprm_check";
+
+/// Removes every pin, the link first, then waits (up to 10 s) until the kernel has really
+/// detached the program: a user told "no longer checked" must be able to rely on it, and
+/// older kernels may finish a detach a moment after the last reference went. The caller
+/// holds the agent lock, so no agent attaches meanwhile. Returns whether anything was pinned.
 pub fn remove() -> Result<bool> {
     if !Path::new(PIN_DIR).exists() {
         return Ok(false);
@@ -272,7 +288,20 @@ pub fn remove() -> Result<bool> {
         }
     }
     fs::remove_dir_all(PIN_DIR).with_context(|| format!("removing {PIN_DIR}"))?;
-    Ok(true)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let links = attached_links();
+        if links == 0 {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the pins are removed, but the kernel still has {links} link(s) of minerguard's \
+                 program attached: a process holds one open (find it with `bpftool link`)"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// What the pins say: `status` (text and JSON) and the metrics endpoint show this.
