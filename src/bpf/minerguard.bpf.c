@@ -359,8 +359,23 @@ static __always_inline void report(struct linux_binprm *bprm, struct mg_names_re
 	bpf_ringbuf_submit(e, 0);
 }
 
+/*
+ * What an LSM hook returns, provably within [-MAX_ERRNO, 0] as 6.12's verifier
+ * requires, in all 64 bits of R0: the hook is declared to return a long, so
+ * that clang does not funnel its answers through 32-bit registers (whose
+ * zero-extension makes -EPERM 0xffffffff to the verifier), and the barrier
+ * keeps clang from folding these bounds away.
+ */
+static __always_inline long lsm_ret(long rc)
+{
+	barrier_var(rc);
+	if (rc > 0 || rc < -MAX_ERRNO)
+		return -EPERM;
+	return rc;
+}
+
 SEC("lsm/bprm_check_security")
-int BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
+long BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 {
 	struct mg_hit file, name = {};
 	struct mg_names_read r;
@@ -371,15 +386,9 @@ int BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 	enum mg_config_flag flags;
 	__u32 zero = 0, prefix_len;
 
-	/* An earlier BPF LSM program denied: keep its answer, bounded as the verifier requires. */
-	if (ret != 0) {
-		if (ret < -MAX_ERRNO)
-			return -EPERM;
-		barrier_var(ret);
-		if (ret > 0)
-			return -EPERM;
-		return ret;
-	}
+	/* An earlier BPF LSM program denied: keep its answer. */
+	if (ret != 0)
+		return lsm_ret(ret);
 
 	config = bpf_map_lookup_elem(&mg_config, &zero);
 	modep = bpf_map_lookup_elem(&mg_mode, &zero);
@@ -424,7 +433,7 @@ int BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 	count(blocked ? MG_STAT_BLOCKED : MG_STAT_AUDITED);
 	report(bprm, &r, mode, blocked ? MG_ACTION_BLOCKED : MG_ACTION_AUDITED, matched_on,
 	       prefix_len, host);
-	return blocked ? -EPERM : 0;
+	return lsm_ret(blocked ? -EPERM : 0);
 }
 
 /*
