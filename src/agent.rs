@@ -120,8 +120,28 @@ fn move_policy(
     };
     maps::write_config(&maps.mg_config, interim)?;
     maps::write_mode(&maps.mg_mode, mode)?;
+    wait_for_running_checks();
     lists.remove(old, new)?;
     maps::write_config(&maps.mg_config, config)
+}
+
+/// Returns once every exec check that may have begun before the call has finished. A check
+/// makes two lookups (names, then patterns) and reads the config between them; an exec whose
+/// first lookup came before a reload's additions could otherwise make its second after the
+/// reload's removals, and find neither the old entry nor the new one. BPF-LSM programs run
+/// inside an RCU read-side section, and membarrier(MEMBARRIER_CMD_GLOBAL) is
+/// synchronize_rcu(): a grace period, a few milliseconds.
+fn wait_for_running_checks() {
+    // SAFETY: membarrier takes no pointers; it only waits.
+    let rc = unsafe { libc::syscall(libc::SYS_membarrier, libc::MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if rc != 0 {
+        // Not available (nohz_full CPUs, a syscall filter): a grace period rarely takes longer.
+        warn!(
+            error = %io::Error::last_os_error(),
+            "membarrier(MEMBARRIER_CMD_GLOBAL) failed: waiting 100 ms for running exec checks instead"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// What an adopted set of maps held before this agent changed them.
