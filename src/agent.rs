@@ -3,7 +3,7 @@
 //! loop (ring buffer -> decode -> output) until SIGTERM/SIGINT, reloading on SIGHUP; `stop`
 //! leaves enforcement in place (see `pins`).
 
-use std::io;
+use std::io::{self, Write};
 use std::mem::MaybeUninit;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::attach;
 use crate::bpf::{MinerguardMaps, MinerguardSkel, MinerguardSkelBuilder};
-use crate::event;
+use crate::enrich;
 use crate::maps::{self, Config, ListMaps, Lists};
 use crate::metrics;
 use crate::output;
@@ -195,9 +195,11 @@ impl<'obj> Agent<'obj> {
         let mut output_failed = false;
         let mut ring = RingBufferBuilder::new();
         ring.add(&events, move |data: &[u8]| {
-            match event::decode(data) {
-                Ok(e) => {
-                    if let Err(err) = output::write(&mut stdout, &output::Record::new(&e)) {
+            // Whatever the record holds, the callback returns 0: an error or a panic here
+            // would stop the consumer on this record, and every restart would meet it again.
+            match output::encode(data, &enrich::Clocks::now()) {
+                Ok(line) => {
+                    if let Err(err) = stdout.write_all(&line).and_then(|()| stdout.flush()) {
                         // Enforcement does not depend on the output; say it once, keep going.
                         if !output_failed {
                             error!(error = %err, "cannot write events to stdout");
@@ -205,7 +207,7 @@ impl<'obj> Agent<'obj> {
                         }
                     }
                 }
-                Err(err) => error!(error = %err, "undecodable event"),
+                Err(err) => error!(error = format!("{err:#}"), "event skipped"),
             }
             0
         })
