@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use serde::Serialize;
 
+use crate::delivery;
 use crate::maps;
 use crate::pins::{self, Snapshot};
 use crate::policy::{Mode, Policy};
@@ -28,7 +30,18 @@ pub fn set_mode(mode: Mode) -> Result<()> {
     Ok(())
 }
 
-fn print_status(s: &Snapshot) {
+/// What `status` shows: the pins' snapshot, and what the running agent publishes.
+#[derive(Serialize)]
+struct Status {
+    #[serde(flatten)]
+    snapshot: Snapshot,
+    /// Events the running agent read but could not write to stdout; `None` without an agent
+    /// (or before it published).
+    events_undelivered: Option<u64>,
+}
+
+fn print_status(status: &Status) {
+    let s = &status.snapshot;
     let (Some(mode), Some(counters)) = (s.mode, s.counters) else {
         println!(
             "enforcement: inactive (nothing pinned at {})",
@@ -52,20 +65,30 @@ fn print_status(s: &Snapshot) {
         "counters:    {} checked, {} blocked, {} audited, {} events lost",
         counters.checked, counters.blocked, counters.audited, counters.lost
     );
+    if let Some(undelivered) = status.events_undelivered {
+        println!("undelivered: {undelivered} events read by the agent but not written to stdout");
+    }
 }
 
 /// Exit status 3 when nothing is enforced, as `systemctl status` does for a stopped unit.
 pub fn status(json: bool) -> Result<ExitCode> {
     let snapshot = pins::snapshot()?;
+    let events_undelivered = snapshot
+        .agent_pid
+        .and_then(|pid| delivery::published(Path::new(delivery::STATE_PATH), pid));
+    let status = Status {
+        snapshot,
+        events_undelivered,
+    };
     if json {
         println!(
             "{}",
-            serde_json::to_string(&snapshot).context("encoding the status")?
+            serde_json::to_string(&status).context("encoding the status")?
         );
     } else {
-        print_status(&snapshot);
+        print_status(&status);
     }
-    Ok(if snapshot.enforcing {
+    Ok(if status.snapshot.enforcing {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)

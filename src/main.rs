@@ -6,6 +6,7 @@ mod attach;
 mod bpf;
 mod commands;
 mod contract;
+mod delivery;
 mod enrich;
 mod event;
 mod maps;
@@ -13,6 +14,7 @@ mod metrics;
 mod output;
 mod pins;
 mod policy;
+mod ratelimit;
 
 use std::io::IsTerminal;
 use std::mem::MaybeUninit;
@@ -97,14 +99,25 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(format: LogFormat) {
+/// Log lines queued for stderr at most; beyond that they are dropped (a stalled journal).
+const LOG_LINES: usize = 1_000;
+
+/// Logs go to stderr through a thread of their own: a stalled journald must not block the
+/// event loop (reloads, stops, the watchdog) in a `warn!`. The guard flushes what is queued
+/// when it is dropped.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (stderr, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_LINES)
+        .thread_name("log")
+        .finish(std::io::stderr());
     // Colour only for a person at a terminal: the journal and log files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -116,6 +129,7 @@ fn init_logging(format: LogFormat) {
         libbpf_rs::PrintLevel::Debug,
         |_, msg| tracing::debug!(target: "libbpf", "{}", msg.trim_end()),
     )));
+    guard
 }
 
 /// `minerguard run`: the agent, until SIGTERM or SIGINT.
@@ -141,13 +155,16 @@ fn main() -> ExitCode {
             metrics_addr,
             skip_lsm_list_check,
         } => {
-            init_logging(log_format);
-            run(agent::Options {
+            let logs = init_logging(log_format);
+            let result = run(agent::Options {
                 policy,
                 mode: mode.map(Mode::from),
                 skip_lsm_list_check,
                 metrics_addr,
-            })
+            });
+            // Every log record before the final error line.
+            drop(logs);
+            result
         }
         Cmd::Status { json } => match commands::status(json) {
             Ok(code) => return code,

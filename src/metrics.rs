@@ -3,11 +3,13 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread;
 
 use anyhow::{anyhow, bail, Context, Result};
 use tracing::warn;
 
+use crate::delivery::Counters;
 use crate::pins::{Pinned, Snapshot};
 
 /// Refuses addresses other hosts could reach: the counters describe the node's defences.
@@ -19,7 +21,7 @@ pub fn check_addr(addr: SocketAddr) -> Result<()> {
 }
 
 /// Serves `/metrics` from a thread of its own until the process exits.
-pub fn serve(addr: SocketAddr) -> Result<()> {
+pub fn serve(addr: SocketAddr, delivery: Arc<Counters>) -> Result<()> {
     check_addr(addr)?;
     let pinned = Pinned::open()?.context("no pinned maps to read metrics from")?;
     let server =
@@ -32,13 +34,16 @@ pub fn serve(addr: SocketAddr) -> Result<()> {
                     tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
                 } else {
                     match pinned.snapshot() {
-                        Ok(s) => tiny_http::Response::from_string(render(&s)).with_header(
-                            tiny_http::Header::from_bytes(
-                                &b"Content-Type"[..],
-                                &b"text/plain; version=0.0.4"[..],
-                            )
-                            .expect("a constant, valid header"),
-                        ),
+                        Ok(s) => {
+                            tiny_http::Response::from_string(render(&s, delivery.undelivered()))
+                                .with_header(
+                                    tiny_http::Header::from_bytes(
+                                        &b"Content-Type"[..],
+                                        &b"text/plain; version=0.0.4"[..],
+                                    )
+                                    .expect("a constant, valid header"),
+                                )
+                        }
                         Err(e) => {
                             warn!(
                                 error = format!("{e:#}"),
@@ -59,7 +64,7 @@ pub fn serve(addr: SocketAddr) -> Result<()> {
 }
 
 /// The Prometheus text exposition of a snapshot.
-pub fn render(s: &Snapshot) -> String {
+pub fn render(s: &Snapshot, undelivered: u64) -> String {
     let mut out = String::new();
     let counters = s.counters.unwrap_or_default();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
@@ -93,6 +98,12 @@ pub fn render(s: &Snapshot) -> String {
         counters.lost,
     );
     metric(
+        "minerguard_events_undelivered_total",
+        "counter",
+        "Events the agent read but could not write to stdout (output queue full, write failed, undecodable).",
+        undelivered,
+    );
+    metric(
         "minerguard_policy_names",
         "gauge",
         "Names in the kernel's policy map.",
@@ -121,22 +132,26 @@ mod tests {
 
     #[test]
     fn exposition_names_follow_prometheus_conventions() {
-        let text = render(&Snapshot {
-            enforcing: true,
-            mode: Some(Mode::Audit),
-            names: 39,
-            counters: Some(Stats {
-                checked: 10,
-                blocked: 2,
-                audited: 3,
-                lost: 1,
-            }),
-            agent_pid: Some(7),
-        });
+        let text = render(
+            &Snapshot {
+                enforcing: true,
+                mode: Some(Mode::Audit),
+                names: 39,
+                counters: Some(Stats {
+                    checked: 10,
+                    blocked: 2,
+                    audited: 3,
+                    lost: 1,
+                }),
+                agent_pid: Some(7),
+            },
+            4,
+        );
         assert!(text.contains(
             "# TYPE minerguard_execs_blocked_total counter\nminerguard_execs_blocked_total 2\n"
         ));
         assert!(text.contains("minerguard_events_lost_total 1\n"));
+        assert!(text.contains("minerguard_events_undelivered_total 4\n"));
         assert!(text.contains("minerguard_policy_names 39\n"));
         assert!(text.contains("minerguard_enforce_mode 0\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {

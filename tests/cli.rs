@@ -127,6 +127,9 @@ fn status_without_enforcement_exits_3() {
     assert_eq!(out.status.code(), Some(3));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["enforcing"], false);
+    // No agent runs here: nothing it could have failed to deliver.
+    assert_eq!(v["events_undelivered"], serde_json::Value::Null);
+    assert!(v.as_object().unwrap().contains_key("events_undelivered"));
     let out = minerguard().arg("status").output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("enforcement: inactive"));
