@@ -232,7 +232,7 @@ impl<'obj> Agent<'obj> {
         )?;
         delivery.report();
         if let Some(addr) = self.opts.metrics_addr {
-            metrics::serve(addr, delivery.counters())?;
+            metrics::serve(addr, delivery.counters());
         }
         // The ring buffer borrows its map for as long as it lives: an owned handle on the
         // events map (not the skeleton's) leaves `self` free for reloads meanwhile.
@@ -410,6 +410,21 @@ mod tests {
             timeout <= Duration::from_secs(120),
             "a wedge goes unnoticed too long"
         );
+    }
+
+    #[test]
+    fn the_unit_bounds_tasks_and_memory_with_margin() {
+        // main, output, log, the metrics accept thread and workers; the probe and `kill`.
+        let threads = 3 + 1 + crate::metrics::BOUNDS.workers;
+        let tasks: usize = unit("TasksMax").parse().unwrap();
+        assert!(tasks >= 3 * (threads + 2), "TasksMax={tasks}");
+        let mib: u64 = unit("MemoryMax")
+            .strip_suffix('M')
+            .unwrap()
+            .parse()
+            .unwrap();
+        // Measured: 10 MiB resident, ~30 MiB for the largest policy, ~10 MiB of maps.
+        assert!((128..=1024).contains(&mib), "MemoryMax={mib}M");
     }
 
     #[test]
