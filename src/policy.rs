@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -74,6 +75,19 @@ pub struct Policy {
 /// At most this many problems are listed; the rest are counted. A policy generated wrong can
 /// have a million bad entries: listing them all would drown the first, which is the one to fix.
 pub const MAX_PROBLEMS: usize = 20;
+
+/// Entries the kernel's maps can hold, all lists together.
+const MAX_ENTRIES: usize = MAX_NAMES + MAX_PREFIXES + MAX_MEMFD_ALLOW;
+
+/// A policy file is read up to this size: twice the largest policy the maps can hold,
+/// written one longest entry a line (about 5 MB today).
+pub const MAX_POLICY_BYTES: u64 = 2 * (MAX_ENTRIES as u64) * (NAME_MAX_BYTES as u64 + 8);
+
+/// Strings a policy may hold to be parsed at all: four times what the maps can hold, so that
+/// every valid policy, and any mistake of a plausible size, is parsed and its problems
+/// located. Parsing costs about 260 bytes a string (a million bad entries peaked at 263 MiB),
+/// and reloads run in the agent, under MemoryMax=256M: this keeps parsing under about 75 MiB.
+const MAX_STRINGS: usize = 4 * MAX_ENTRIES;
 
 /// Names and values echoed in messages are cut to this many characters, so that a
 /// megabyte-long entry still gives a readable one-line message.
@@ -233,17 +247,26 @@ impl Policy {
     }
 
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+        let fail = |message: String| PolicyError {
             path: path.to_owned(),
             problems: Problems {
                 list: vec![Problem {
                     line: 0,
                     column: 0,
-                    message: format!("cannot read the policy: {e}"),
+                    message,
                 }],
                 more: 0,
             },
-        })?;
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_POLICY_BYTES + 1).read_to_string(&mut text))
+            .map_err(|e| fail(format!("cannot read the policy: {e}")))?;
+        if text.len() as u64 > MAX_POLICY_BYTES {
+            return Err(fail(format!(
+                "the policy is larger than {MAX_POLICY_BYTES} bytes, twice the largest the kernel's maps can hold ({MAX_ENTRIES} entries of at most {NAME_MAX_BYTES} bytes); not parsed"
+            )));
+        }
         Policy::parse(&text).map_err(|problems| PolicyError {
             path: path.to_owned(),
             problems,
@@ -253,6 +276,17 @@ impl Policy {
     /// Linear in the size of the text, however many problems it has.
     pub fn parse(text: &str) -> Result<Policy, Problems> {
         let mut problems = Collector::new(text);
+        // Every string has two quotes (or six): counting them bounds the strings, and so the
+        // memory parsing takes, before parsing. Quotes in comments only make it stricter.
+        let strings = text.bytes().filter(|&b| b == b'"' || b == b'\'').count() / 2;
+        if strings > MAX_STRINGS {
+            problems.at(0, |_| {
+                format!(
+                    "the policy holds about {strings} strings, more than four times the {MAX_ENTRIES} entries the kernel's maps can hold; not parsed"
+                )
+            });
+            return Err(problems.problems);
+        }
         let raw: RawPolicy = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
@@ -653,6 +687,18 @@ mod tests {
     }
 
     #[test]
+    fn too_many_strings_are_refused_before_parsing() {
+        let entries = "\"/\",".repeat(MAX_STRINGS + 1);
+        let p = problems(&format!("mode = \"enforce\"\nnames = [{entries}]\n"));
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("1:1: the policy holds about"), "{p:?}");
+        // At the bound, it is parsed and every problem counted.
+        let entries = "\"/\",".repeat(MAX_STRINGS - 1);
+        let err = Policy::parse(&format!("mode = \"enforce\"\nnames = [{entries}]\n")).unwrap_err();
+        assert_eq!(err.list.len() + err.more, MAX_STRINGS - 1);
+    }
+
+    #[test]
     fn parser_messages_are_cut() {
         let p = problems(&format!("mode = \"{}\"\nnames = []\n", "z".repeat(5000)));
         assert_eq!(p.len(), 1);
@@ -680,6 +726,24 @@ mod tests {
     fn probe_name_is_reserved() {
         let p = problems(&format!("mode = \"audit\"\nnames = [\"{PROBE_NAME}\"]"));
         assert!(p[0].contains("reserved"), "{p:?}");
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        let mut text = String::from("mode = \"enforce\"\nnames = []\n");
+        while text.len() as u64 <= MAX_POLICY_BYTES {
+            text.push_str("# a comment line, over and over, to make the file too large\n");
+        }
+        std::fs::write(&path, &text).unwrap();
+        let e = Policy::load(&path).unwrap_err().to_string();
+        assert!(e.contains("the policy is larger than"), "{e}");
+        // Just under the bound, the same text is read and valid.
+        text.truncate(MAX_POLICY_BYTES as usize - 100);
+        let cut = text.rfind('\n').unwrap() + 1;
+        std::fs::write(&path, &text[..cut]).unwrap();
+        assert!(Policy::load(&path).is_ok());
     }
 
     #[test]
