@@ -263,3 +263,50 @@ fn check_rejects_names_with_whitespace() {
         )
     );
 }
+
+/// `status` as a user who may not read the pins (the pin directory is root's, mode 0700) must
+/// say so, with exit status 4, not report "inactive" (3). The test points `status`'s access
+/// check at a directory nobody may search (MINERGUARD_TEST_STATUS_PROBE_DIR, for tests only)
+/// and runs it as nobody with setpriv; it needs root to switch users and is skipped otherwise.
+#[test]
+fn status_without_permission_says_so_with_exit_4() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() || which("setpriv").is_none() {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("minerguard");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // The binary must be reachable by nobody: tempdir is 0700, the build tree is not.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for json in [false, true] {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_minerguard"))
+            .arg("status")
+            .env("MINERGUARD_TEST_STATUS_PROBE_DIR", &locked);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{stderr}");
+        assert!(stderr.contains("permission denied"), "{stderr}");
+        assert!(stderr.contains("as root"), "{stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    })
+}
