@@ -3,13 +3,20 @@
 //! handles reloads, stops and the watchdog. Lines are written whole or not at all, and every
 //! event that does not reach stdout is counted: the count is logged at a bounded rate,
 //! served as `minerguard_events_undelivered_total` and published for `minerguard status`.
+//!
+//! While stdout keeps up, `Sender::send` returns only once its line is written (for at most
+//! `WRITE_WAIT`): libbpf marks a record read when the callback returns, so an agent killed
+//! (SIGKILL, OOM) between the two would otherwise lose a record it had read but not written,
+//! which the next agent no longer sees, uncounted. Once a write takes longer, the sender
+//! stops waiting until the queue has drained: a stall costs the loop `WRITE_WAIT` once.
 
+use std::cell::Cell;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -19,10 +26,14 @@ use tracing::{info, warn};
 
 use crate::ratelimit::RateLimit;
 
-/// Lines the queue holds. The kernel's ring buffer (1 MiB, about 1,500 events) absorbs bursts
-/// while the loop is busy; this absorbs a stdout that is slow for a moment. At most about
-/// 3.5 KiB a line (every string field escaped), so at most about 3.5 MiB.
-pub const QUEUE_LINES: usize = 1024;
+/// Lines the queue holds: more than a full ring buffer (1 MiB, about 1,770 records, all read
+/// at once by an agent that starts after events queued), so that draining it never drops
+/// while stdout is slow. Lines are about 700 bytes (at most about 3.5 KiB, every string field
+/// escaped): about 3 MiB, at most 14 MiB.
+pub const QUEUE_LINES: usize = 4096;
+
+/// How long `send` waits for its line to be written while stdout keeps up.
+const WRITE_WAIT: Duration = Duration::from_millis(100);
 
 /// Event lines written per second, sustained, and in a burst. A flood of denied execs (an
 /// attacker's loop) must not turn into a flood of the journal, which costs the whole node CPU
@@ -75,17 +86,42 @@ impl Counters {
     }
 }
 
-/// The event loop's end of the queue. Never blocks.
+/// Lines the writer has finished with (written, failed or dropped by the rate), in queue order.
+#[derive(Default)]
+struct Progress {
+    done: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Progress {
+    fn advance(&self) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.changed.notify_all();
+    }
+}
+
+/// The event loop's end of the queue. Blocks for at most `WRITE_WAIT`, see the module's doc.
 pub struct Sender {
     tx: SyncSender<Vec<u8>>,
     counters: Arc<Counters>,
+    progress: Arc<Progress>,
+    /// Lines queued so far.
+    queued: Cell<u64>,
+    /// A write took longer than `WRITE_WAIT`: do not wait again until the queue drains.
+    stalled: Cell<bool>,
+    wait: Duration,
 }
 
 impl Sender {
-    /// Queues one line (newline included); counts it as undelivered if the queue is full.
+    /// Queues one line (newline included) and waits for it to be written, while stdout keeps
+    /// up; counts it as undelivered if the queue is full.
     pub fn send(&self, line: Vec<u8>) {
         match self.tx.try_send(line) {
-            Ok(()) => {}
+            Ok(()) => {
+                let seq = self.queued.get() + 1;
+                self.queued.set(seq);
+                self.wait_written(seq);
+            }
             Err(TrySendError::Full(_)) => self.counters.note(&self.counters.queue_full, || {
                 format!("the output queue ({QUEUE_LINES} lines) is full: stdout is not keeping up")
             }),
@@ -94,6 +130,29 @@ impl Sender {
                     "the output thread is gone".into()
                 })
             }
+        }
+    }
+
+    fn wait_written(&self, seq: u64) {
+        let deadline = Instant::now() + self.wait;
+        let mut done = self.progress.done.lock().unwrap_or_else(|e| e.into_inner());
+        if self.stalled.get() {
+            // Only this line is left in the queue: stdout caught up, wait for writes again.
+            if *done + 1 < seq {
+                return;
+            }
+            self.stalled.set(false);
+        }
+        while *done < seq {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                self.stalled.set(true);
+                return;
+            }
+            done = match self.progress.changed.wait_timeout(done, left) {
+                Ok((done, _)) => done,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
         }
     }
 
@@ -210,12 +269,15 @@ pub struct Limits {
     pub queue: usize,
     pub per_sec: u32,
     pub burst: u32,
+    /// How long `send` waits for its line to be written.
+    pub wait: Duration,
 }
 
 pub const LIMITS: Limits = Limits {
     queue: QUEUE_LINES,
     per_sec: LINES_PER_SEC,
     burst: LINES_BURST,
+    wait: WRITE_WAIT,
 };
 
 /// The agent's side of delivery: the counters, the writer thread, and reporting.
@@ -237,18 +299,24 @@ pub fn start<W: Write + Send + 'static>(
     state_path: PathBuf,
 ) -> Result<(Sender, Delivery)> {
     let counters = Arc::new(Counters::default());
+    let progress = Arc::new(Progress::default());
     let (tx, rx) = mpsc::sync_channel(limits.queue);
     let writer = {
         let counters = Arc::clone(&counters);
+        let progress = Arc::clone(&progress);
         let bucket = Bucket::new(limits.per_sec, limits.burst);
         thread::Builder::new()
             .name("output".into())
-            .spawn(move || write_lines(rx, LineWriter::new(out), bucket, &counters))
+            .spawn(move || write_lines(rx, LineWriter::new(out), bucket, &counters, &progress))
             .context("starting the output thread")?
     };
     let sender = Sender {
         tx,
         counters: Arc::clone(&counters),
+        progress,
+        queued: Cell::new(0),
+        stalled: Cell::new(false),
+        wait: limits.wait,
     };
     Ok((
         sender,
@@ -269,19 +337,19 @@ fn write_lines<W: Write>(
     mut out: LineWriter<W>,
     mut bucket: Bucket,
     counters: &Counters,
+    progress: &Progress,
 ) {
     for line in rx {
         if !bucket.take(Instant::now()) {
             counters.note(&counters.rate_limited, || {
                 format!("more than {LINES_PER_SEC} events a second (burst {LINES_BURST}): the rest are dropped")
             });
-            continue;
-        }
-        if let Err(e) = out.write_line(&line) {
+        } else if let Err(e) = out.write_line(&line) {
             counters.note(&counters.write_failed, || {
                 format!("cannot write an event to stdout: {e}")
             });
         }
+        progress.advance();
     }
 }
 
@@ -510,7 +578,8 @@ mod tests {
             "the sender waited for stdout: {:?}",
             started.elapsed()
         );
-        // 8 queued and at most 1 taken by the stalled writer: the rest counted.
+        // One wait of WRITE_WAIT, then none: 8 queued and 1 taken by the stalled writer, the
+        // rest counted.
         let dropped = delivery.counters.queue_full.load(Ordering::Relaxed);
         assert!((991..=992).contains(&dropped), "{dropped}");
         delivery.report();
@@ -546,6 +615,7 @@ mod tests {
             queue: 1000,
             per_sec: 10,
             burst: 50,
+            wait: WRITE_WAIT,
         };
         let dir = tempfile::tempdir().unwrap();
         let (sender, delivery) = start(out.clone(), limits, dir.path().join("d.json")).unwrap();
@@ -568,5 +638,92 @@ mod tests {
             1000 - written
         );
         assert_eq!(counters.undelivered(), 1000 - written);
+    }
+
+    /// While stdout keeps up, a line is written before `send` returns: an agent killed just
+    /// after libbpf marked the record read has written it (the next agent cannot re-read it).
+    #[test]
+    fn while_stdout_keeps_up_send_returns_once_written() {
+        let out = Shared::default();
+        let dir = tempfile::tempdir().unwrap();
+        let (sender, delivery) = start(out.clone(), LIMITS, dir.path().join("d.json")).unwrap();
+        for i in 0..200 {
+            sender.send(line(i));
+            let written = out
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            assert_eq!(written, i + 1, "line {i} not written when send returned");
+        }
+        delivery.finish(Duration::from_secs(5), sender);
+    }
+
+    /// After a stall, once the queue drains, `send` waits for writes again.
+    #[test]
+    fn waiting_resumes_after_a_stall() {
+        let gate = Arc::new(Mutex::new(()));
+        let held = gate.lock().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            wait: Duration::from_millis(50),
+            ..LIMITS
+        };
+        let (sender, delivery) = start(
+            Stalled(Arc::clone(&gate)),
+            limits,
+            dir.path().join("d.json"),
+        )
+        .unwrap();
+        sender.send(line(0));
+        assert!(sender.stalled.get());
+        let started = Instant::now();
+        sender.send(line(1));
+        assert!(
+            started.elapsed() < Duration::from_millis(40),
+            "waited while stalled"
+        );
+        drop(held);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while *delivery_done(&sender) < 2 {
+            assert!(Instant::now() < deadline);
+            thread::sleep(Duration::from_millis(5));
+        }
+        sender.send(line(2));
+        assert!(!sender.stalled.get());
+        assert_eq!(
+            *delivery_done(&sender),
+            3,
+            "send returned before its line was written"
+        );
+        delivery.finish(Duration::from_secs(5), sender);
+    }
+
+    fn delivery_done(sender: &Sender) -> std::sync::MutexGuard<'_, u64> {
+        sender.progress.done.lock().unwrap()
+    }
+
+    #[test]
+    fn the_queue_holds_a_full_ring_buffer() {
+        use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+        let mut storage = std::mem::MaybeUninit::uninit();
+        let skel = crate::bpf::MinerguardSkelBuilder::default()
+            .open(&mut storage)
+            .unwrap();
+        let ring = skel
+            .open_object()
+            .maps()
+            .find(|m| m.name() == "mg_events")
+            .unwrap()
+            .max_entries() as usize;
+        // Each record: the event and an 8-byte header, 8-byte aligned.
+        let record = (std::mem::size_of::<crate::contract::mg_event>() + 8).next_multiple_of(8);
+        assert!(
+            QUEUE_LINES >= ring / record,
+            "{QUEUE_LINES} < {}",
+            ring / record
+        );
     }
 }

@@ -701,6 +701,9 @@ mod tests {
         }
         let (addr, stats) = start();
         scrape(addr).unwrap();
+        // The worker closes its side of that scrape just after answering: let it, or its
+        // descriptor would come free after the hogging below and serve the next accept.
+        thread::sleep(Duration::from_millis(300));
         setrlimit(Resource::RLIMIT_NOFILE, 256, 256).unwrap();
         // Use every descriptor, then free one for the client's socket: the connection
         // arrives, and the endpoint's accept fails with EMFILE.
