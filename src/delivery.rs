@@ -408,6 +408,8 @@ impl Delivery {
     /// After the last event is queued: lets the writer finish for up to `wait`, so that a
     /// stalled stdout cannot hold up a stop (systemd would kill the agent), then reports.
     pub fn finish(mut self, wait: Duration, sender: Sender) {
+        let queued = sender.queued.get();
+        let progress = Arc::clone(&sender.progress);
         drop(sender);
         let deadline = Instant::now() + wait;
         if let Some(writer) = self.writer.take() {
@@ -417,7 +419,16 @@ impl Delivery {
             if writer.is_finished() {
                 let _ = writer.join();
             } else {
-                warn!("stdout is stalled: events still queued at the stop are not written");
+                // The process exits with them: count them as what they are, undelivered.
+                let done = *progress.done.lock().unwrap_or_else(|e| e.into_inner());
+                let left = queued.saturating_sub(done);
+                self.counters
+                    .write_failed
+                    .fetch_add(left, Ordering::Relaxed);
+                warn!(
+                    unwritten = left,
+                    "stdout is stalled: events still queued at the stop are not written"
+                );
             }
         }
         self.log = RateLimit::new(Duration::ZERO);
@@ -590,7 +601,13 @@ mod tests {
         let counters = delivery.counters();
         delivery.finish(Duration::from_millis(200), sender);
         assert!(started.elapsed() < Duration::from_secs(2));
-        assert_eq!(counters.undelivered(), dropped);
+        // Nothing was written: every line is counted, those queued (and the one the stalled
+        // writer holds) as unwritten at the stop.
+        assert_eq!(counters.undelivered(), 1000);
+        assert_eq!(
+            counters.write_failed.load(Ordering::Relaxed),
+            1000 - dropped
+        );
         drop(held);
     }
 
