@@ -4,7 +4,6 @@
 //! leaves enforcement in place (see `pins`).
 
 use std::mem::MaybeUninit;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,6 +32,9 @@ pub struct Options {
     pub skip_lsm_list_check: bool,
     /// Where to serve Prometheus metrics (loopback only), if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// For tests: fail the start once the policy is in the maps, before attaching, to
+    /// prove that a failed start leaves the pinned state as it found it.
+    pub fail_after_policy: bool,
 }
 
 /// How often the loop wakes without events, to notice mode flips and lost events (signals
@@ -102,6 +104,7 @@ impl Signals {
 struct Applied {
     lists: Lists,
     config: Config,
+    mode: Mode,
     /// Events lost so far, as last logged.
     lost: u64,
 }
@@ -115,33 +118,19 @@ pub struct Agent<'obj> {
     /// Pinned too; held so that the link lives as long as the agent even if the pin is removed.
     _link: Link,
     applied: Applied,
+    /// Exactly one agent at a time; `disable` waits for it.
+    _lock: pins::Lock,
 }
 
-/// The config entry a policy asks for, `--mode` winning over the policy's mode.
-fn config_for(policy: &Policy, opts: &Options, lists: &Lists, host_mnt_ns: u32) -> Config {
+/// The config entry a policy asks for.
+fn config_for(policy: &Policy, lists: &Lists, host_mnt_ns: u32) -> Config {
     Config {
-        mode: opts.mode.unwrap_or(policy.mode),
         scope: policy.scope,
         memfd_block: policy.memfd_block,
         has_prefixes: !lists.prefixes.is_empty(),
         host_mnt_ns,
         agent_pid: Some(std::process::id()),
     }
-}
-
-/// The mount namespace of PID 1: a process in it is the host's, not a container's.
-fn host_mnt_ns() -> Result<u32> {
-    let ino = match std::fs::metadata("/proc/1/ns/mnt") {
-        Ok(meta) => meta.ino(),
-        Err(e) => {
-            // A sandbox may hide PID 1's namespaces; the agent's own is the best guess then.
-            warn!(error = %e, "cannot read /proc/1/ns/mnt: taking the agent's mount namespace as the host's");
-            std::fs::metadata("/proc/self/ns/mnt")
-                .context("reading the agent's mount namespace (/proc/self/ns/mnt)")?
-                .ino()
-        }
-    };
-    u32::try_from(ino).context("mount namespace inode out of range")
 }
 
 fn list_maps<'a>(maps: &'a MinerguardMaps<'_>) -> ListMaps<'a> {
@@ -152,9 +141,40 @@ fn list_maps<'a>(maps: &'a MinerguardMaps<'_>) -> ListMaps<'a> {
     }
 }
 
+/// Moves the maps from one policy to another with no instant in which an entry listed in
+/// both is missing or unreachable: additions first, then the config entry with the prefix
+/// flag set if either policy has patterns, then the mode, then removals, then the final
+/// config. A failure stops before any removal, so the old policy stays whole.
+fn move_policy(
+    maps: &MinerguardMaps<'_>,
+    from: (&Lists, Config),
+    to: (&Lists, Config, Mode),
+) -> Result<()> {
+    let (old, old_config) = from;
+    let (new, config, mode) = to;
+    let lists = list_maps(maps);
+    lists.add(old, new)?;
+    let interim = Config {
+        has_prefixes: config.has_prefixes || old_config.has_prefixes,
+        ..config
+    };
+    maps::write_config(&maps.mg_config, interim)?;
+    maps::write_mode(&maps.mg_mode, mode)?;
+    lists.remove(old, new)?;
+    maps::write_config(&maps.mg_config, config)
+}
+
+/// What an adopted set of maps held before this agent changed them.
+struct Previous {
+    lists: Lists,
+    config: Config,
+    mode: Mode,
+}
+
 impl<'obj> Agent<'obj> {
     /// Everything up to `minerguard ready`. Validates before touching the kernel; once
-    /// this returns, the program is attached, proven and pinned.
+    /// this returns, the program is attached, proven and pinned. A start that fails after
+    /// changing adopted maps puts back what they held.
     pub fn start(opts: Options, storage: &'obj mut MaybeUninit<OpenObject>) -> Result<Self> {
         let policy = Policy::load(&opts.policy)?;
         let lists = Lists::from_policy(&policy);
@@ -165,33 +185,55 @@ impl<'obj> Agent<'obj> {
         if !opts.skip_lsm_list_check {
             attach::check_active_list()?;
         }
-        let config = config_for(&policy, &opts, &lists, host_mnt_ns()?);
         pins::ensure_bpffs()?;
-        if let Some(pinned) = pins::Pinned::open()? {
-            if let Some(pid) = pinned.agent_pid()?.filter(|&p| p != std::process::id()) {
-                bail!("another minerguard agent (pid {pid}) already runs; stop it first");
-            }
-        }
+        let lock = pins::Lock::take()?;
 
         let mut open = MinerguardSkelBuilder::default()
             .open(storage)
             .context("opening minerguard's BPF object")?;
+        // For developers: the verifier's log level for every program (4: statistics only),
+        // printed with RUST_LOG=libbpf=debug even when the load succeeds.
+        if let Ok(level) = std::env::var("MINERGUARD_VERIFIER_LOG") {
+            for mut prog in open.open_object_mut().progs_mut() {
+                prog.set_log_level(level.parse().unwrap_or(4));
+            }
+        }
         let adopted = pins::adopt(open.open_object_mut())?;
         let mut skel = attach::load(open)?;
+        let config = config_for(&policy, &lists, attach::host_mnt_ns(&skel)?);
+        let mode = opts.mode.unwrap_or(policy.mode);
         // What a previous agent left in the adopted maps (events it could not read queue too).
-        let adopted_lists = if adopted {
-            list_maps(&skel.maps).read()
+        let previous = if adopted {
+            Some(Previous {
+                lists: list_maps(&skel.maps).read(),
+                config: maps::config(&skel.maps.mg_config)?,
+                mode: maps::mode(&skel.maps.mg_mode)?,
+            })
         } else {
-            Lists::default()
+            None
         };
-        list_maps(&skel.maps).replace(&adopted_lists, &lists)?;
-        maps::write_config(&skel.maps.mg_config, config)?;
-        let mut link = attach::attach(&skel)?;
-        attach::probe(&skel.maps.mg_names)?;
-        pins::install(&mut skel, &mut link, adopted)?;
+        let link = match Self::enforce(
+            &mut skel,
+            &opts,
+            previous.as_ref(),
+            &lists,
+            config,
+            mode,
+            adopted,
+        ) {
+            Ok(link) => link,
+            Err(e) => {
+                if let Some(previous) = &previous {
+                    restore(&skel.maps, previous, (&lists, config));
+                }
+                return Err(e);
+            }
+        };
         if adopted {
             info!("adopted the pinned program's maps: events queued while no agent ran follow");
         }
+        drop_capabilities();
+
         let lost = maps::stats(&skel.maps.mg_stats)?.lost;
         if lost > 0 {
             warn!(
@@ -200,7 +242,7 @@ impl<'obj> Agent<'obj> {
             );
         }
         info!(
-            mode = %config.mode,
+            mode = %mode,
             scope = config.scope.as_str(),
             names = lists.patterns(),
             memfd_block = config.memfd_block,
@@ -216,9 +258,39 @@ impl<'obj> Agent<'obj> {
             applied: Applied {
                 lists,
                 config,
+                mode,
                 lost,
             },
+            _lock: lock,
         })
+    }
+
+    /// Applies the policy, attaches, proves and pins: the part of `start` that changes the
+    /// kernel's state.
+    fn enforce(
+        skel: &mut MinerguardSkel<'obj>,
+        opts: &Options,
+        previous: Option<&Previous>,
+        lists: &Lists,
+        config: Config,
+        mode: Mode,
+        adopted: bool,
+    ) -> Result<Link> {
+        match previous {
+            Some(p) => move_policy(&skel.maps, (&p.lists, p.config), (lists, config, mode))?,
+            None => move_policy(
+                &skel.maps,
+                (&Lists::default(), config),
+                (lists, config, mode),
+            )?,
+        }
+        if opts.fail_after_policy {
+            bail!("failing the start after applying the policy, as --fail-after-policy asks");
+        }
+        let mut link = attach::attach(skel)?;
+        attach::probe(&skel.maps.mg_names)?;
+        pins::install(skel, &mut link, adopted)?;
+        Ok(link)
     }
 
     /// The event loop, until SIGTERM or SIGINT. It only moves records from the ring buffer to
@@ -290,6 +362,41 @@ impl<'obj> Agent<'obj> {
     }
 }
 
+/// Puts back what adopted maps held before a failed start changed them.
+fn restore(maps: &MinerguardMaps<'_>, previous: &Previous, applied: (&Lists, Config)) {
+    let (lists, config) = applied;
+    let back = Config {
+        // The pid of the agent that owned them, if it still runs, stays theirs.
+        agent_pid: previous.config.agent_pid,
+        ..previous.config
+    };
+    match move_policy(
+        maps,
+        (lists, config),
+        (&previous.lists, back, previous.mode),
+    ) {
+        Ok(()) => info!("the failed start left the pinned policy as it found it"),
+        Err(e) => error!(
+            error = format!("{e:#}"),
+            "cannot put back the pinned policy after a failed start: run `minerguard run` again"
+        ),
+    }
+}
+
+/// After start, only map reads and writes remain (reloads, mode, counters): CAP_BPF. The
+/// others (CAP_SYS_ADMIN, CAP_PERFMON) are dropped for the agent's lifetime, so a flaw in
+/// its event or metrics path cannot load or attach programs.
+fn drop_capabilities() {
+    use caps::{CapSet, Capability, CapsHashSet};
+    let keep: CapsHashSet = [Capability::CAP_BPF].into_iter().collect();
+    let result = caps::set(None, CapSet::Effective, &keep)
+        .and_then(|()| caps::set(None, CapSet::Permitted, &keep))
+        .and_then(|()| caps::clear(None, CapSet::Inheritable));
+    if let Err(e) = result {
+        warn!(error = %e, "cannot drop capabilities after start; keeping them");
+    }
+}
+
 fn notify_ready() {
     if std::env::var_os("NOTIFY_SOCKET").is_some() {
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
@@ -314,35 +421,30 @@ impl Agent<'_> {
             }
         };
         let new = Lists::from_policy(&policy);
-        let lists = list_maps(maps);
-        if let Err(e) = lists.replace(&applied.lists, &new) {
-            // Additions come before removals, so the old entries are all still in the maps; some
-            // of the new ones may be too: re-read what the maps hold for the next reload.
+        let config = config_for(&policy, &new, applied.config.host_mnt_ns);
+        let mode = opts.mode.unwrap_or(policy.mode);
+        if let Err(e) = move_policy(maps, (&applied.lists, applied.config), (&new, config, mode)) {
+            // No removal happened: every old entry is still in the maps, some new ones may
+            // be too. Re-read what the maps hold, so the next reload moves from the truth.
             error!(
                 error = format!("{e:#}"),
                 "policy reload failed while updating the kernel; the running policy stays in force"
             );
-            applied.lists = lists.read();
+            applied.lists = list_maps(maps).read();
             return;
         }
         let added = new.names.difference(&applied.lists.names).count()
             + new.prefixes.difference(&applied.lists.prefixes).count();
         let removed = applied.lists.names.difference(&new.names).count()
             + applied.lists.prefixes.difference(&new.prefixes).count();
-        let wanted = config_for(&policy, opts, &new, applied.config.host_mnt_ns);
         applied.lists = new;
-        match maps::write_config(&maps.mg_config, wanted) {
-            Ok(()) => applied.config = wanted,
-            Err(e) => error!(
-                error = format!("{e:#}"),
-                "cannot apply the reloaded policy's mode and scope"
-            ),
-        }
+        applied.config = config;
+        applied.mode = mode;
         info!(
             names = applied.lists.patterns(),
             added,
             removed,
-            mode = %applied.config.mode,
+            mode = %applied.mode,
             scope = applied.config.scope.as_str(),
             memfd_block = applied.config.memfd_block,
             "policy reloaded"
@@ -352,10 +454,10 @@ impl Agent<'_> {
     /// Logs a mode flipped from outside (`minerguard mode`), so the log tells what is in force.
     fn watch_mode(&mut self) {
         let applied = &mut self.applied;
-        match maps::config(&self.skel.maps.mg_config).map(|c| c.mode) {
-            Ok(mode) if mode != applied.config.mode => {
-                info!(from = %applied.config.mode, to = %mode, "mode changed at runtime");
-                applied.config.mode = mode;
+        match maps::mode(&self.skel.maps.mg_mode) {
+            Ok(mode) if mode != applied.mode => {
+                info!(from = %applied.mode, to = %mode, "mode changed at runtime");
+                applied.mode = mode;
             }
             Ok(_) => {}
             Err(e) => warn!(

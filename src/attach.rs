@@ -4,7 +4,7 @@
 //! attach one that never runs). Another way of enforcing (another hook) belongs here too.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -113,6 +113,20 @@ fn load_refused(err: libbpf_rs::Error) -> anyhow::Error {
     if !bpf_listed {
         missing.push(enable_hint(active.as_deref()));
     }
+    // The verifier's refusals come back as EACCES, EINVAL or E2BIG (too complex), a sandbox's
+    // as EPERM; libbpf-rs
+    // keeps the errno only in its message (its ErrorKind folds EACCES and EPERM together).
+    let text = err.to_string();
+    let verifier = ["(os error 13)", "(os error 22)", "(os error 7)"]
+        .iter()
+        .any(|errno| text.contains(errno));
+    if missing.is_empty() && verifier && nix::unistd::geteuid().is_root() {
+        return anyhow!(
+            "the kernel's verifier rejected minerguard's BPF program ({err}): this build does \
+             not support this kernel; RUST_LOG=libbpf=debug shows the verifier's log (please \
+             report it with `uname -r`)"
+        );
+    }
     let why = if missing.is_empty() {
         format!(
             "the kernel lists bpf among its active LSMs ({}) and has BTF, yet refuses LSM \
@@ -129,6 +143,26 @@ fn load_refused(err: libbpf_rs::Error) -> anyhow::Error {
 /// Loads the opened object into the kernel; a refusal says what the node is missing.
 pub fn load<'obj>(open: OpenMinerguardSkel<'obj>) -> Result<MinerguardSkel<'obj>> {
     open.load().map_err(load_refused)
+}
+
+/// The host's mount namespace: PID 1's, read in the kernel by the task iterator
+/// (`mg_host_mnt_ns`), since the agent's unit may forbid opening /proc/1/ns/mnt.
+pub fn host_mnt_ns(skel: &MinerguardSkel<'_>) -> Result<u32> {
+    let link = skel
+        .progs
+        .mg_host_mnt_ns
+        .attach()
+        .context("attaching the task iterator that finds PID 1's mount namespace")?;
+    let mut out = Vec::new();
+    libbpf_rs::Iter::new(&link)
+        .context("creating the task iterator")?
+        .read_to_end(&mut out)
+        .context("running the task iterator")?;
+    let raw: [u8; 4] = out
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .context("the task iterator did not find PID 1")?;
+    Ok(u32::from_ne_bytes(raw))
 }
 
 pub fn attach(skel: &MinerguardSkel<'_>) -> Result<Link> {

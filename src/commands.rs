@@ -27,8 +27,10 @@ fn pinned() -> Result<pins::Pinned> {
 }
 
 pub fn set_mode(mode: Mode) -> Result<()> {
-    let before = maps::set_mode(pinned()?.config_map(), mode)?;
-    println!("mode: {} -> {mode}", before.mode);
+    let pinned = pinned()?;
+    let before = maps::mode(pinned.mode_map())?;
+    maps::write_mode(pinned.mode_map(), mode)?;
+    println!("mode: {before} -> {mode}");
     Ok(())
 }
 
@@ -164,12 +166,20 @@ pub fn status(json: bool) -> Result<ExitCode> {
     })
 }
 
-pub fn disable() -> Result<()> {
-    if let Some(pid) = pins::Pinned::open()?
-        .map(|p| p.agent_pid())
-        .transpose()?
+/// The running agent: the lock's holder, or the pid the pinned config records.
+fn running_agent() -> Result<Option<u32>> {
+    if let Some(pid) = pins::Lock::holder()?.filter(|&p| pins::is_agent(p)) {
+        return Ok(Some(pid));
+    }
+    // Incomplete pins must not keep `disable` from removing them.
+    Ok(pins::Pinned::open()
+        .ok()
         .flatten()
-    {
+        .and_then(|p| p.agent_pid().ok().flatten()))
+}
+
+pub fn disable() -> Result<()> {
+    if let Some(pid) = running_agent()? {
         // The agent holds the link open: it must be gone for the link to go.
         let pid = Pid::from_raw(pid as i32);
         kill(pid, Signal::SIGTERM).with_context(|| format!("stopping the agent (pid {pid})"))?;
@@ -182,6 +192,8 @@ pub fn disable() -> Result<()> {
         }
         println!("stopped the agent (pid {pid})");
     }
+    // Held while the pins go: no agent can start and adopt them half removed.
+    let _lock = pins::Lock::wait(Duration::from_secs(20))?;
     if pins::remove()? {
         println!("enforcement removed: execs are no longer checked");
     } else {

@@ -15,7 +15,7 @@ pub use crate::bpf::types::{
 
 /// Bump when a type of `minerguard.h` changes layout: maps pinned by an agent of another ABI
 /// are then replaced, not adopted. `tests::abi_fingerprint_is_current` guards it.
-pub const ABI: u32 = 2;
+pub const ABI: u32 = 3;
 
 /// Longest listed name in bytes (the key keeps one byte for the NUL).
 pub const NAME_MAX_BYTES: usize = mg_limit::MG_NAME_LEN.0 as usize - 1;
@@ -186,12 +186,10 @@ mod tests {
             rust_layout!(mg_name { name }),
             rust_layout!(mg_prefix { prefixlen, name }),
             rust_layout!(mg_config {
-                mode,
                 agent_pid,
                 scope,
                 flags,
-                host_mnt_ns,
-                reserved
+                host_mnt_ns
             }),
             rust_layout!(mg_event {
                 boot_ns,
@@ -234,16 +232,21 @@ mod tests {
 
     #[test]
     fn limits_are_the_maps_sizes() {
-        // Opening parses the ELF and BTF only: no privileges or BPF LSM needed.
-        use libbpf_rs::skel::SkelBuilder;
         let mut storage = std::mem::MaybeUninit::uninit();
-        let skel = crate::bpf::MinerguardSkelBuilder::default()
-            .open(&mut storage)
-            .unwrap();
+        let skel = crate::bpf::open_for_test(&mut storage);
         let maps = &skel.maps;
-        assert_eq!(maps.mg_names.max_entries() as usize, MAX_NAMES);
-        assert_eq!(maps.mg_prefixes.max_entries() as usize, MAX_PREFIXES);
-        assert_eq!(maps.mg_memfd_allow.max_entries() as usize, MAX_MEMFD_ALLOW);
+        // A reload holds two of the largest policies at once, and the probe's name.
+        assert_eq!(maps.mg_names.max_entries() as usize, 2 * MAX_NAMES + 1);
+        assert_eq!(maps.mg_prefixes.max_entries() as usize, 2 * MAX_PREFIXES);
+        assert_eq!(
+            maps.mg_memfd_allow.max_entries() as usize,
+            2 * MAX_MEMFD_ALLOW
+        );
+        assert_eq!(
+            maps.mg_names.max_entries(),
+            mg_limit::MG_NAMES_CAPACITY.0,
+            "the program's own capacity"
+        );
         assert_eq!(maps.mg_names.key_size() as usize, size_of::<mg_name>());
         assert_eq!(maps.mg_prefixes.key_size() as usize, size_of::<mg_prefix>());
         assert_eq!(maps.mg_config.value_size() as usize, size_of::<mg_config>());
@@ -266,7 +269,7 @@ mod tests {
         });
         assert_eq!(
             (ABI, fingerprint),
-            (2, 3065109160028691927),
+            (3, 6361104368243418264),
             "layout: {text}"
         );
     }
@@ -282,7 +285,7 @@ mod tests {
             .filter(|n| n.starts_with("mg_"))
             .collect();
         // Program-private structs (not read by the daemon) live in minerguard.bpf.c.
-        let private = ["mg_scratch", "mg_hit"];
+        let private = ["mg_names_read", "mg_hit"];
         let shared: BTreeSet<&str> = in_object
             .iter()
             .map(String::as_str)

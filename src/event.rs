@@ -30,6 +30,8 @@ pub enum MatchedOn {
     Both,
     /// No name: the exec was from a memfd, and memfd execs are blocked.
     Memfd,
+    /// No name: the file has no name on disk (O_TMPFILE, deleted), and such execs are blocked.
+    Unlinked,
 }
 
 impl MatchedOn {
@@ -39,6 +41,7 @@ impl MatchedOn {
             MatchedOn::ProcessName => "process_name",
             MatchedOn::Both => "both",
             MatchedOn::Memfd => "memfd",
+            MatchedOn::Unlinked => "unlinked",
         }
     }
 }
@@ -79,6 +82,7 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         mg_match::MG_MATCH_PROCESS_NAME => MatchedOn::ProcessName,
         mg_match::MG_MATCH_BOTH => MatchedOn::Both,
         mg_match::MG_MATCH_MEMFD => MatchedOn::Memfd,
+        mg_match::MG_MATCH_UNLINKED => MatchedOn::Unlinked,
         other => bail!("unknown match kind {} in an event", other.0),
     };
     Ok(Event {
@@ -153,6 +157,22 @@ pub(crate) mod tests {
         assert_eq!(e.cgroup_id, 4242);
         assert!(!e.host);
         assert!(e.cgroup_name.starts_with("docker-3f1c"));
+    }
+
+    #[test]
+    fn every_match_kind_decodes() {
+        let at = std::mem::offset_of!(mg_event, matched_on);
+        for (kind, name) in [
+            (mg_match::MG_MATCH_FILE, "file"),
+            (mg_match::MG_MATCH_PROCESS_NAME, "process_name"),
+            (mg_match::MG_MATCH_BOTH, "both"),
+            (mg_match::MG_MATCH_MEMFD, "memfd"),
+            (mg_match::MG_MATCH_UNLINKED, "unlinked"),
+        ] {
+            let mut raw = raw_blocked_xmrig();
+            raw[at..at + 4].copy_from_slice(&kind.0.to_ne_bytes());
+            assert_eq!(decode(&raw).unwrap().matched_on.as_str(), name);
+        }
     }
 
     #[test]

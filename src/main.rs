@@ -58,6 +58,9 @@ enum Cmd {
         /// For tests: skip the active-LSM list and let the functional probe decide.
         #[arg(long, hide = true)]
         skip_lsm_list_check: bool,
+        /// For tests: fail the start after the policy is in the maps, before attaching.
+        #[arg(long, hide = true)]
+        fail_after_policy: bool,
     },
     /// Show whether enforcement is active, the mode, the names and the kernel's counters.
     Status {
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
             log_format,
             metrics_addr,
             skip_lsm_list_check,
+            fail_after_policy,
         } => {
             let logs = init_logging(log_format);
             let result = run(agent::Options {
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
                 mode: mode.map(Mode::from),
                 skip_lsm_list_check,
                 metrics_addr,
+                fail_after_policy,
             });
             // Every log record before the final error line.
             drop(logs);

@@ -13,45 +13,32 @@ use crate::contract::{
 };
 use crate::policy::{Mode, Policy, Scope};
 
-impl From<Mode> for mg_mode {
-    fn from(mode: Mode) -> mg_mode {
-        match mode {
-            Mode::Audit => mg_mode::MG_MODE_AUDIT,
-            Mode::Enforce => mg_mode::MG_MODE_ENFORCE,
+/// Conversions between a policy enum and its contract enum, both ways (the kernel's value
+/// may be one this build does not know: an error, never a guess).
+macro_rules! kernel_enum {
+    ($what:literal, $policy:ident <-> $kernel:ident { $($variant:ident = $value:ident),+ }) => {
+        impl From<$policy> for $kernel {
+            fn from(value: $policy) -> $kernel {
+                match value {
+                    $($policy::$variant => $kernel::$value),+
+                }
+            }
         }
-    }
+
+        impl TryFrom<$kernel> for $policy {
+            type Error = anyhow::Error;
+            fn try_from(value: $kernel) -> Result<$policy> {
+                match value {
+                    $($kernel::$value => Ok($policy::$variant),)+
+                    other => bail!("unknown {} {} in the kernel", $what, other.0),
+                }
+            }
+        }
+    };
 }
 
-impl TryFrom<mg_mode> for Mode {
-    type Error = anyhow::Error;
-    fn try_from(mode: mg_mode) -> Result<Mode> {
-        match mode {
-            mg_mode::MG_MODE_AUDIT => Ok(Mode::Audit),
-            mg_mode::MG_MODE_ENFORCE => Ok(Mode::Enforce),
-            other => bail!("unknown mode {} in the kernel", other.0),
-        }
-    }
-}
-
-impl From<Scope> for mg_scope {
-    fn from(scope: Scope) -> mg_scope {
-        match scope {
-            Scope::All => mg_scope::MG_SCOPE_ALL,
-            Scope::Containers => mg_scope::MG_SCOPE_CONTAINERS,
-        }
-    }
-}
-
-impl TryFrom<mg_scope> for Scope {
-    type Error = anyhow::Error;
-    fn try_from(scope: mg_scope) -> Result<Scope> {
-        match scope {
-            mg_scope::MG_SCOPE_ALL => Ok(Scope::All),
-            mg_scope::MG_SCOPE_CONTAINERS => Ok(Scope::Containers),
-            other => bail!("unknown scope {} in the kernel", other.0),
-        }
-    }
-}
+kernel_enum!("mode", Mode <-> mg_mode { Audit = MG_MODE_AUDIT, Enforce = MG_MODE_ENFORCE });
+kernel_enum!("scope", Scope <-> mg_scope { All = MG_SCOPE_ALL, Containers = MG_SCOPE_CONTAINERS });
 
 /// The lists of a policy as the kernel holds them, one map each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -112,21 +99,28 @@ const MEMFD_ALLOW: Table = Table {
     decode: name_text,
 };
 
-/// Moves one map from `old` to `new` with no moment in which an entry of `new` is missing:
-/// additions land before any removal.
-fn replace(
+/// One half of moving a map from `old` to `new`: adds what only `new` has, or removes what
+/// only `old` has. Callers add in every map before they remove in any, so no entry of both
+/// is ever missing.
+fn change(
     map: &dyn MapCore,
     table: &Table,
+    adding: bool,
     old: &BTreeSet<String>,
     new: &BTreeSet<String>,
 ) -> Result<()> {
-    for entry in new.difference(old) {
-        map.update(&(table.key)(entry), &(table.value)(entry), MapFlags::ANY)
-            .with_context(|| format!("adding {entry:?} to the kernel {} map", table.what))?;
-    }
-    for entry in old.difference(new) {
-        map.delete(&(table.key)(entry))
-            .with_context(|| format!("removing {entry:?} from the kernel {} map", table.what))?;
+    let (from, to) = if adding { (old, new) } else { (new, old) };
+    for entry in to.difference(from) {
+        let key = (table.key)(entry);
+        let done = if adding {
+            map.update(&key, &(table.value)(entry), MapFlags::ANY)
+        } else {
+            map.delete(&key)
+        };
+        done.with_context(|| {
+            let verb = if adding { "adding" } else { "removing" };
+            format!("{verb} {entry:?} in the kernel {} map", table.what)
+        })?;
     }
     Ok(())
 }
@@ -155,13 +149,29 @@ impl ListMaps<'_> {
         }
     }
 
-    /// Moves every map from `old` to `new`, additions first.
-    pub fn replace(&self, old: &Lists, new: &Lists) -> Result<()> {
-        replace(self.names, &NAMES, &old.names, &new.names)?;
-        replace(self.prefixes, &PREFIXES, &old.prefixes, &new.prefixes)?;
-        replace(
+    /// Adds what `new` has and `old` lacks, in every map.
+    pub fn add(&self, old: &Lists, new: &Lists) -> Result<()> {
+        self.change(true, old, new)
+    }
+
+    /// Removes what `old` has and `new` lacks, in every map.
+    pub fn remove(&self, old: &Lists, new: &Lists) -> Result<()> {
+        self.change(false, old, new)
+    }
+
+    fn change(&self, adding: bool, old: &Lists, new: &Lists) -> Result<()> {
+        change(self.names, &NAMES, adding, &old.names, &new.names)?;
+        change(
+            self.prefixes,
+            &PREFIXES,
+            adding,
+            &old.prefixes,
+            &new.prefixes,
+        )?;
+        change(
             self.memfd_allow,
             &MEMFD_ALLOW,
+            adding,
             &old.memfd_allow,
             &new.memfd_allow,
         )
@@ -184,10 +194,9 @@ pub fn delete_probe(names: &dyn MapCore) -> Result<()> {
         .context("removing the probe name from the kernel names map")
 }
 
-/// The config map's single entry.
+/// The config map's single entry (the mode has a map of its own: `write_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
-    pub mode: Mode,
     pub scope: Scope,
     pub memfd_block: bool,
     /// The prefixes map has entries (a lookup there is skipped otherwise).
@@ -208,19 +217,16 @@ impl Config {
             flags |= mg_config_flag::MG_CONFIG_PREFIXES.0;
         }
         mg_config {
-            mode: self.mode.into(),
             agent_pid: self.agent_pid.unwrap_or(0),
             scope: self.scope.into(),
             flags: mg_config_flag(flags),
             host_mnt_ns: self.host_mnt_ns,
-            reserved: 0,
         }
     }
 
     fn from_raw(raw: mg_config) -> Result<Config> {
         let flags = raw.flags.0;
         Ok(Config {
-            mode: raw.mode.try_into()?,
             scope: raw.scope.try_into()?,
             memfd_block: flags & mg_config_flag::MG_CONFIG_MEMFD_BLOCK.0 != 0,
             has_prefixes: flags & mg_config_flag::MG_CONFIG_PREFIXES.0 != 0,
@@ -230,24 +236,37 @@ impl Config {
     }
 }
 
+/// The value of a single-entry array map (config, mode); `what` names it in errors.
+fn single(map: &dyn MapCore, what: &str) -> Result<Vec<u8>> {
+    map.lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .with_context(|| format!("reading the kernel {what} map"))?
+        .with_context(|| format!("the kernel {what} map has no entry"))
+}
+
+fn write_single(map: &dyn MapCore, value: &[u8], what: &str) -> Result<()> {
+    map.update(&0u32.to_ne_bytes(), value, MapFlags::ANY)
+        .with_context(|| format!("writing the kernel {what} map"))
+}
+
 pub fn write_config(map: &dyn MapCore, config: Config) -> Result<()> {
-    map.update(&0u32.to_ne_bytes(), bytes(&config.to_raw()), MapFlags::ANY)
-        .context("writing the kernel config map")
+    write_single(map, bytes(&config.to_raw()), "config")
 }
 
 pub fn config(map: &dyn MapCore) -> Result<Config> {
-    let bytes = map
-        .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
-        .context("reading the kernel config map")?
-        .context("the kernel config map has no entry")?;
-    Config::from_raw(from_bytes(&bytes)?)
+    Config::from_raw(from_bytes(&single(map, "config")?)?)
 }
 
-/// Changes the mode, keeping the rest of the entry.
-pub fn set_mode(map: &dyn MapCore, mode: Mode) -> Result<Config> {
-    let before = config(map)?;
-    write_config(map, Config { mode, ..before })?;
-    Ok(before)
+/// Sets the mode; the program reads it at the next exec. Touches nothing else.
+pub fn write_mode(map: &dyn MapCore, mode: Mode) -> Result<()> {
+    write_single(map, &mg_mode::from(mode).0.to_ne_bytes(), "mode")
+}
+
+pub fn mode(map: &dyn MapCore) -> Result<Mode> {
+    let raw: [u8; 4] = single(map, "mode")?
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .context("the kernel mode entry is too short")?;
+    Mode::try_from(mg_mode(u32::from_ne_bytes(raw)))
 }
 
 /// The program's counters, summed over CPUs.
@@ -285,7 +304,6 @@ mod tests {
 
     fn never_written() -> Config {
         Config {
-            mode: Mode::Enforce,
             scope: Scope::All,
             memfd_block: false,
             has_prefixes: false,
@@ -296,7 +314,8 @@ mod tests {
 
     #[test]
     fn config_encodes_enforce_as_zero() {
-        // An entry never written reads as zero: it must mean enforce (fail closed).
+        // An entry never written reads as zero: it must mean enforce (fail closed), scope
+        // all, no flags.
         assert!(bytes(&never_written().to_raw()).iter().all(|&b| b == 0));
         assert_eq!(Mode::try_from(mg_mode(0)).unwrap(), Mode::Enforce);
         assert_eq!(Mode::try_from(mg_mode(1)).unwrap(), Mode::Audit);
@@ -306,7 +325,6 @@ mod tests {
     #[test]
     fn config_round_trips() {
         let config = Config {
-            mode: Mode::Audit,
             scope: Scope::Containers,
             memfd_block: true,
             has_prefixes: true,

@@ -9,11 +9,14 @@
 //! ```
 
 use std::fs;
-use std::io;
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use libbpf_rs::{Link, MapCore, MapHandle, OpenObject};
+use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -23,6 +26,9 @@ use crate::maps::{self, ListMaps, Stats};
 use crate::policy::Mode;
 
 pub const PIN_DIR: &str = "/sys/fs/bpf/minerguard";
+/// Held by the one agent (and by `disable` while it removes the pins); holds its pid.
+const LOCK_DIR: &str = "/run/minerguard";
+const LOCK_FILE: &str = "/run/minerguard/agent.lock";
 
 /// A map another process needs: its pin name under `maps-vN/` and its name in the object.
 struct PinnedMap {
@@ -30,33 +36,20 @@ struct PinnedMap {
     map: &'static str,
 }
 
-const NAMES: PinnedMap = PinnedMap {
-    pin: "names",
-    map: "mg_names",
-};
-const PREFIXES: PinnedMap = PinnedMap {
-    pin: "prefixes",
-    map: "mg_prefixes",
-};
-const MEMFD_ALLOW: PinnedMap = PinnedMap {
-    pin: "memfd_allow",
-    map: "mg_memfd_allow",
-};
-const CONFIG: PinnedMap = PinnedMap {
-    pin: "config",
-    map: "mg_config",
-};
-const STATS: PinnedMap = PinnedMap {
-    pin: "stats",
-    map: "mg_stats",
-};
-const EVENTS: PinnedMap = PinnedMap {
-    pin: "events",
-    map: "mg_events",
-};
+const fn pinned_as(pin: &'static str, map: &'static str) -> PinnedMap {
+    PinnedMap { pin, map }
+}
 
-/// Every pinned map, the one list. The scratch and .bss maps are private to one program.
-const PINNED_MAPS: [PinnedMap; 6] = [NAMES, PREFIXES, MEMFD_ALLOW, CONFIG, STATS, EVENTS];
+const NAMES: PinnedMap = pinned_as("names", "mg_names");
+const PREFIXES: PinnedMap = pinned_as("prefixes", "mg_prefixes");
+const MEMFD_ALLOW: PinnedMap = pinned_as("memfd_allow", "mg_memfd_allow");
+const CONFIG: PinnedMap = pinned_as("config", "mg_config");
+const MODE: PinnedMap = pinned_as("mode", "mg_mode");
+const STATS: PinnedMap = pinned_as("stats", "mg_stats");
+const EVENTS: PinnedMap = pinned_as("events", "mg_events");
+
+/// Every pinned map, the one list. The .bss map is private to one program.
+const PINNED_MAPS: [PinnedMap; 7] = [NAMES, PREFIXES, MEMFD_ALLOW, CONFIG, MODE, STATS, EVENTS];
 
 fn pinned(map_name: &std::ffi::OsStr) -> Option<&'static PinnedMap> {
     PINNED_MAPS.iter().find(|p| map_name == p.map)
@@ -137,6 +130,16 @@ pub fn adopt(object: &mut OpenObject) -> Result<bool> {
     Ok(true)
 }
 
+/// Since Linux 5.19 a pin's file mode alone decides who may open it (and so change what is
+/// enforced): root only, whatever the umask.
+const PIN_MODE: u32 = 0o600;
+const PIN_DIR_MODE: u32 = 0o700;
+
+fn restrict(path: &Path, mode: u32) -> Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("restricting {} to mode {mode:o}", path.display()))
+}
+
 /// Pins `path` through `pin` at a temporary name, then renames it over `path`: whatever was
 /// pinned there stays in place until the new object is.
 fn pin_over(path: &Path, pin: impl FnOnce(&Path) -> libbpf_rs::Result<()>) -> Result<()> {
@@ -146,8 +149,84 @@ fn pin_over(path: &Path, pin: impl FnOnce(&Path) -> libbpf_rs::Result<()>) -> Re
     let tmp = PathBuf::from(tmp);
     let _ = fs::remove_file(&tmp);
     pin(&tmp).with_context(|| format!("pinning {}", tmp.display()))?;
+    restrict(&tmp, PIN_MODE)?;
     fs::rename(&tmp, path)
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// The agent lock: exactly one agent runs, and `disable` cannot remove the pins while an
+/// agent is adopting them. The file holds the holder's pid.
+pub struct Lock(Flock<fs::File>);
+
+fn lock_file() -> Result<fs::File> {
+    fs::create_dir_all(LOCK_DIR).with_context(|| format!("creating {LOCK_DIR}"))?;
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(LOCK_FILE)
+        .with_context(|| format!("opening {LOCK_FILE}"))
+}
+
+/// The pid recorded by whoever holds the lock.
+fn lock_holder(file: &mut fs::File) -> Option<u32> {
+    let mut text = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+impl Lock {
+    /// Takes the lock or says who holds it.
+    pub fn take() -> Result<Lock> {
+        match Flock::lock(lock_file()?, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => {
+                let mut lock = Lock(lock);
+                lock.record()?;
+                Ok(lock)
+            }
+            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => match lock_holder(&mut file) {
+                Some(pid) => {
+                    bail!("another minerguard agent (pid {pid}) already runs; stop it first")
+                }
+                None => {
+                    bail!("another minerguard process holds {LOCK_FILE}; try again when it is done")
+                }
+            },
+            Err((_, errno)) => bail!("cannot lock {LOCK_FILE}: {errno}"),
+        }
+    }
+
+    /// Waits up to `timeout` for the lock (e.g. for a stopping agent to exit).
+    pub fn wait(timeout: Duration) -> Result<Lock> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match Lock::take() {
+                Ok(lock) => return Ok(lock),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// The pid of the agent holding the lock, if one does (without taking it).
+    pub fn holder() -> Result<Option<u32>> {
+        match Flock::lock(lock_file()?, FlockArg::LockExclusiveNonblock) {
+            Ok(_free) => Ok(None),
+            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => Ok(lock_holder(&mut file)),
+            Err((_, errno)) => bail!("cannot lock {LOCK_FILE}: {errno}"),
+        }
+    }
+
+    fn record(&mut self) -> Result<()> {
+        let file: &mut fs::File = &mut self.0;
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .with_context(|| format!("writing {LOCK_FILE}"))
+    }
 }
 
 /// After attach and probe: makes this program the pinned one. The new link is attached
@@ -156,6 +235,8 @@ fn pin_over(path: &Path, pin: impl FnOnce(&Path) -> libbpf_rs::Result<()>) -> Re
 pub fn install(skel: &mut MinerguardSkel<'_>, link: &mut Link, adopted: bool) -> Result<()> {
     use libbpf_rs::skel::Skel;
     fs::create_dir_all(maps_dir()).with_context(|| format!("creating {}", maps_dir().display()))?;
+    restrict(Path::new(PIN_DIR), PIN_DIR_MODE)?;
+    restrict(&maps_dir(), PIN_DIR_MODE)?;
     if !adopted {
         for mut map in skel.object_mut().maps_mut() {
             if let Some(pin) = pinned(map.name()) {
@@ -177,8 +258,24 @@ pub fn install(skel: &mut MinerguardSkel<'_>, link: &mut Link, adopted: bool) ->
     Ok(())
 }
 
-/// Removes every pin, the link first: the program stops checking execs at that moment.
-/// Returns whether anything was pinned.
+/// The links through which a minerguard program checks execs, as the kernel lists them.
+fn attached_links() -> usize {
+    let ours: Vec<u32> = libbpf_rs::query::ProgInfoIter::default()
+        .filter(|p| p.name == HOOK_PROGRAM)
+        .map(|p| p.id)
+        .collect();
+    libbpf_rs::query::LinkInfoIter::default()
+        .filter(|l| ours.contains(&l.prog_id))
+        .count()
+}
+
+/// The program's name as the kernel lists it (at most 15 bytes).
+const HOOK_PROGRAM: &str = "mg_bprm_check";
+
+/// Removes every pin, the link first, then waits (up to 10 s) until the kernel has really
+/// detached the program: a user told "no longer checked" must be able to rely on it, and
+/// older kernels may finish a detach a moment after the last reference went. The caller
+/// holds the agent lock, so no agent attaches meanwhile. Returns whether anything was pinned.
 pub fn remove() -> Result<bool> {
     if !Path::new(PIN_DIR).exists() {
         return Ok(false);
@@ -191,7 +288,20 @@ pub fn remove() -> Result<bool> {
         }
     }
     fs::remove_dir_all(PIN_DIR).with_context(|| format!("removing {PIN_DIR}"))?;
-    Ok(true)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let links = attached_links();
+        if links == 0 {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the pins are removed, but the kernel still has {links} link(s) of minerguard's \
+                 program attached: a process holds one open (find it with `bpftool link`)"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// What the pins say: `status` (text and JSON) and the metrics endpoint show this.
@@ -225,6 +335,7 @@ impl Snapshot {
 /// Handles on the pinned maps that other commands read, opened once.
 pub struct Pinned {
     config: MapHandle,
+    mode: MapHandle,
     names: MapHandle,
     prefixes: MapHandle,
     memfd_allow: MapHandle,
@@ -232,10 +343,19 @@ pub struct Pinned {
 }
 
 impl Pinned {
-    /// `None` when nothing of this ABI is pinned.
+    /// `None` when nothing of this ABI is pinned. An incomplete set (an agent crashed
+    /// while pinning) is an error that says so; `run` replaces it, `disable` removes it.
     pub fn open() -> Result<Option<Pinned>> {
         if !config_path().exists() {
             return Ok(None);
+        }
+        if let Some(missing) = PINNED_MAPS.iter().find(|m| !map_path(m).exists()) {
+            bail!(
+                "the pins under {} are incomplete ({} is missing: an agent stopped while pinning); \
+                 `minerguard run` replaces them, `minerguard disable` removes them",
+                maps_dir().display(),
+                missing.pin
+            );
         }
         let open = |map: &PinnedMap| {
             MapHandle::from_pinned_path(map_path(map))
@@ -243,6 +363,7 @@ impl Pinned {
         };
         Ok(Some(Pinned {
             config: open(&CONFIG)?,
+            mode: open(&MODE)?,
             names: open(&NAMES)?,
             prefixes: open(&PREFIXES)?,
             memfd_allow: open(&MEMFD_ALLOW)?,
@@ -250,8 +371,8 @@ impl Pinned {
         }))
     }
 
-    pub fn config_map(&self) -> &dyn MapCore {
-        &self.config
+    pub fn mode_map(&self) -> &dyn MapCore {
+        &self.mode
     }
 
     /// The daemon that owns the pinned program, if it still runs. Reads only the config
@@ -263,7 +384,6 @@ impl Pinned {
     }
 
     pub fn snapshot(&self) -> Result<Snapshot> {
-        let config = maps::config(&self.config)?;
         let lists = ListMaps {
             names: &self.names,
             prefixes: &self.prefixes,
@@ -272,7 +392,7 @@ impl Pinned {
         .read();
         Ok(Snapshot {
             enforcing: link_path().exists(),
-            mode: Some(config.mode),
+            mode: Some(maps::mode(&self.mode)?),
             names: lists.patterns(),
             agent_pid: self.agent_pid()?,
             counters: Some(maps::stats(&self.stats)?),
@@ -298,7 +418,7 @@ pub fn is_agent(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+    use libbpf_rs::skel::OpenSkel;
 
     #[test]
     fn layout_keeps_maps_per_abi() {
@@ -312,9 +432,7 @@ mod tests {
     #[test]
     fn every_pinned_map_is_in_the_object() {
         let mut storage = std::mem::MaybeUninit::uninit();
-        let skel = crate::bpf::MinerguardSkelBuilder::default()
-            .open(&mut storage)
-            .unwrap();
+        let skel = crate::bpf::open_for_test(&mut storage);
         let names: Vec<_> = skel
             .open_object()
             .maps()

@@ -39,14 +39,19 @@ fn check_accepts_the_shipped_policy() {
     );
 }
 
+/// `minerguard check` on a policy with `text`: its exit status, stderr and the file's path.
+fn check(text: &str) -> (Option<i32>, String, String) {
+    let (_dir, path) = write_policy(text);
+    let out = minerguard().arg("check").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr, path.display().to_string())
+}
+
 #[test]
 fn check_names_file_line_and_column_of_each_problem() {
-    let (_dir, path) =
-        write_policy("mode = \"enforce\"\nnames = [\"xmrig\",\n  \"xmrig\", \"\"]\ncolour = 1\n");
-    let out = minerguard().arg("check").arg(&path).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let p = path.display();
+    let (code, stderr, p) =
+        check("mode = \"enforce\"\nnames = [\"xmrig\",\n  \"xmrig\", \"\"]\ncolour = 1\n");
+    assert_eq!(code, Some(1));
     assert_eq!(
         stderr.trim_end(),
         format!(
@@ -54,12 +59,8 @@ fn check_names_file_line_and_column_of_each_problem() {
         )
     );
 
-    let (_dir, path) =
-        write_policy("mode = \"enforce\"\nnames = [\"xmrig\",\n  \"xmrig\", \"\"]\n");
-    let out = minerguard().arg("check").arg(&path).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let p = path.display();
+    let (code, stderr, p) = check("mode = \"enforce\"\nnames = [\"xmrig\",\n  \"xmrig\", \"\"]\n");
+    assert_eq!(code, Some(1));
     assert_eq!(
         stderr.lines().collect::<Vec<_>>(),
         [
@@ -165,43 +166,40 @@ fn run_on_this_kernel_enforces_or_says_what_is_missing() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut stderr = String::new();
-    match status {
-        Some(status) => {
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
-            assert_eq!(status.code(), Some(1), "{stderr}");
-            let last = stderr.lines().last().unwrap_or_default();
-            assert!(last.starts_with("minerguard: "), "{stderr}");
-            assert!(
-                last.contains("BPF LSM")
-                    && (last.contains("lsm=")
-                        || last.contains("refuses LSM programs")
-                        || last.contains("must run as root")),
-                "no actionable message: {last}"
-            );
-        }
+    // Still running: the kernel runs BPF LSM, so the agent is up and must stop cleanly.
+    let exited = status.is_some();
+    let status = match status {
+        Some(status) => status,
         None => {
-            // The kernel runs BPF LSM: the agent is up and must stop cleanly.
             nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(child.id() as i32),
                 nix::sys::signal::SIGTERM,
             )
             .unwrap();
-            let status = child.wait().unwrap();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
-            assert!(stderr.contains("minerguard ready"), "{stderr}");
-            assert!(status.success(), "{stderr}");
+            child.wait().unwrap()
         }
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    if exited {
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("minerguard: "), "{stderr}");
+        assert!(
+            last.contains("BPF LSM")
+                && (last.contains("lsm=")
+                    || last.contains("refuses LSM programs")
+                    || last.contains("must run as root")),
+            "no actionable message: {last}"
+        );
+    } else {
+        assert!(stderr.contains("minerguard ready"), "{stderr}");
+        assert!(status.success(), "{stderr}");
     }
 }
 

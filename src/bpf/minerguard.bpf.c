@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * minerguard's only kernel program: on every exec, look up the two names the
- * exec carries in the policy's maps and, on a match, deny (enforce) or allow
- * (audit), reporting either over a ring buffer.
+ * minerguard's kernel side. mg_bprm_check: on every exec, look up the two
+ * names the exec carries in the policy's maps and, on a match, deny (enforce)
+ * or allow (audit), reporting either over a ring buffer. mg_host_mnt_ns: a
+ * task iterator the agent runs once, to learn the host's mount namespace.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -16,6 +17,17 @@
 /* The kernel names a memfd's dentry "memfd:<name chosen by its creator>". */
 #define MEMFD_PREFIX "memfd:"
 #define MEMFD_PREFIX_LEN (sizeof(MEMFD_PREFIX) - 1)
+/* PATH_MAX, and NAME_MAX: the longest path exec takes, the longest component. */
+#define PATH_MAX 4096
+#define NAME_MAX 255
+/*
+ * The exec path is read in windows of PATH_WINDOW bytes that overlap by
+ * MG_NAME_LEN, so that the last window holds any basename short enough to be
+ * listed (and the 64 bytes before it).
+ */
+#define PATH_WINDOW 128
+#define PATH_STEP (PATH_WINDOW - MG_NAME_LEN)
+#define PATH_WINDOWS (PATH_MAX / PATH_STEP + 1)
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -32,7 +44,7 @@ enum mg_stat mg_contract_stat;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MG_MAX_NAMES);
+	__uint(max_entries, MG_NAMES_CAPACITY);
 	/* Memory follows the policy's size, not the bound. */
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct mg_name);
@@ -42,7 +54,7 @@ struct {
 /* Prefix patterns ("xmrig*"): one longest-prefix lookup, whatever their number. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, MG_MAX_PREFIXES);
+	__uint(max_entries, MG_PREFIXES_CAPACITY);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct mg_prefix);
 	__type(value, __u32); /* the pattern's length in bytes */
@@ -51,7 +63,7 @@ struct {
 /* memfd names allowed to exec when memfd execs are blocked (runc's own, ...). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MG_MAX_MEMFD_ALLOW);
+	__uint(max_entries, MG_MEMFD_ALLOW_CAPACITY);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct mg_name);
 	__type(value, __u32);
@@ -63,6 +75,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct mg_config);
 } mg_config SEC(".maps");
+
+/* The mode, alone, so that flipping it rewrites nothing else (see struct mg_config). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, enum mg_mode);
+} mg_mode SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -77,22 +97,19 @@ struct {
 } mg_events SEC(".maps");
 
 /*
- * Map keys must be zero-padded, and the path does not fit on the 512-byte
- * stack beside them, so all live in per-CPU scratch memory. The names sit in
- * prefix keys so that the same bytes serve the hash and the trie lookups.
+ * One exec's names, on the stack: BPF-LSM programs run with migration but not
+ * preemption disabled, so per-CPU scratch memory could be overwritten by
+ * another exec on the same CPU between reading a name and looking it up. The
+ * names sit in prefix keys so that the same bytes serve the hash and the trie
+ * lookups; `whole` says a name fits the key (longer ones can still match a
+ * prefix pattern through their first MG_NAME_LEN - 1 bytes).
  */
-struct mg_scratch {
+struct mg_names_read {
 	struct mg_prefix file_name;
 	struct mg_prefix process_name;
-	char path[MG_PATH_LEN];
+	bool file_whole;
+	bool process_whole;
 };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct mg_scratch);
-} mg_scratch SEC(".maps");
 
 /* What one name of the exec matched. */
 struct mg_hit {
@@ -109,15 +126,19 @@ static __always_inline void count(enum mg_stat stat)
 		*n += 1;
 }
 
-static __always_inline struct mg_hit lookup(struct mg_prefix *key, enum mg_config_flag flags)
+static __always_inline struct mg_hit lookup(struct mg_prefix *key, bool whole,
+					    enum mg_config_flag flags)
 {
 	struct mg_hit hit = {};
-	enum mg_name_kind *kind = bpf_map_lookup_elem(&mg_names, &key->name);
+	enum mg_name_kind *kind;
 	__u32 *len;
 
-	if (kind) {
-		hit.kind = *kind;
-		return hit;
+	if (whole) {
+		kind = bpf_map_lookup_elem(&mg_names, &key->name);
+		if (kind) {
+			hit.kind = *kind;
+			return hit;
+		}
 	}
 	if (!(flags & MG_CONFIG_PREFIXES))
 		return hit;
@@ -144,71 +165,129 @@ static __always_inline bool has_memfd_prefix(const char *name)
 /*
  * The name of the file really executed: a symlink neither hides nor renames
  * it. A memfd's name is "memfd:" plus whatever its creator chose; that chosen
- * part is what is matched. Sets *memfd_denied when memfd execs are blocked and
- * this one is not allowed. Returns false when the name is too long to be listed.
+ * part is what is matched. A file with no name on disk (a memfd, O_TMPFILE, a
+ * file deleted after open) is denied when the policy blocks them, unless it is
+ * an allowed memfd: returns MG_MATCH_MEMFD or MG_MATCH_UNLINKED then, else 0.
  * (Direct loads: the hook's arguments are BTF pointers, walked without helpers.)
  */
-static __always_inline bool read_file_name(struct linux_binprm *bprm, struct mg_prefix *key,
-					   enum mg_config_flag flags, bool *memfd_denied)
+static __always_inline enum mg_match read_file_name(struct linux_binprm *bprm,
+						    struct mg_names_read *r,
+						    enum mg_config_flag flags)
 {
 	struct dentry *dentry = bprm->file->f_path.dentry;
 	const unsigned char *name = dentry->d_name.name;
 	__u32 len = dentry->d_name.len;
+	struct mg_name *key = &r->file_name.name;
+	enum mg_match denied = 0;
+	bool memfd;
 
-	__builtin_memset(&key->name, 0, sizeof(key->name));
-	bpf_probe_read_kernel_str(key->name.name, sizeof(key->name.name), name);
-	if (has_memfd_prefix(key->name.name) && dentry->d_inode->__i_nlink == 0) {
-		if (flags & MG_CONFIG_MEMFD_BLOCK)
-			*memfd_denied = len >= MG_NAME_LEN ||
-					!bpf_map_lookup_elem(&mg_memfd_allow, &key->name);
-		name += MEMFD_PREFIX_LEN;
-		len -= MEMFD_PREFIX_LEN;
-		__builtin_memset(&key->name, 0, sizeof(key->name));
-		bpf_probe_read_kernel_str(key->name.name, sizeof(key->name.name), name);
+	__builtin_memset(key, 0, sizeof(*key));
+	bpf_probe_read_kernel_str(key->name, sizeof(key->name), name);
+	if (dentry->d_inode->__i_nlink == 0) {
+		memfd = has_memfd_prefix(key->name);
+		if ((flags & MG_CONFIG_MEMFD_BLOCK) && !memfd)
+			denied = MG_MATCH_UNLINKED;
+		else if ((flags & MG_CONFIG_MEMFD_BLOCK) &&
+			 (len >= MG_NAME_LEN || !bpf_map_lookup_elem(&mg_memfd_allow, key)))
+			denied = MG_MATCH_MEMFD;
+		if (memfd) {
+			name += MEMFD_PREFIX_LEN;
+			len -= MEMFD_PREFIX_LEN;
+			__builtin_memset(key, 0, sizeof(*key));
+			bpf_probe_read_kernel_str(key->name, sizeof(key->name), name);
+		}
 	}
-	return len < MG_NAME_LEN;
+	r->file_whole = len < MG_NAME_LEN;
+	return denied;
+}
+
+/*
+ * Offset of the last '/' among the first n bytes of window, or -1. Indexes
+ * stay relative to the window, so the verifier's view of them does not depend
+ * on where in the path the window lies (states of different windows prune).
+ */
+static __always_inline long last_slash(const char *window, long n)
+{
+	long rel;
+	int i;
+
+#pragma clang loop unroll(disable)
+	for (i = 0; i < PATH_WINDOW; i++) {
+		rel = n - 1 - i;
+		if (rel < 0)
+			return -1;
+		if (window[rel & (PATH_WINDOW - 1)] == '/')
+			return rel;
+	}
+	return -1;
+}
+
+/*
+ * Where the basename starts, looking in the PATH_WINDOW bytes before *end (a
+ * multiple of PATH_STEP, past 0): the offset after the last '/' there, 0 when
+ * that window reaches the path's start without one, else -1; *end moves to the
+ * window's start for the next look.
+ */
+static __always_inline long slash_before(const char *filename, char *window, __u32 *end)
+{
+	long from = *end >= PATH_WINDOW ? *end - PATH_WINDOW : 0, at;
+
+	if (bpf_probe_read_kernel(window, PATH_WINDOW, filename + from))
+		return -2;
+	at = last_slash(window, *end >= PATH_WINDOW ? PATH_WINDOW : PATH_STEP);
+	*end = from;
+	if (at >= 0)
+		return from + at + 1;
+	return from == 0 ? 0 : -1;
 }
 
 /*
  * The name the new process will carry: the kernel sets comm from the basename
- * of bprm->filename. Reads the path in windows that overlap by MG_NAME_LEN, so
- * that for a path longer than the buffer the last window still holds any
- * basename short enough to be listed. Returns false when there is none.
+ * of bprm->filename. Any path exec accepts (PATH_MAX) is read in overlapping
+ * windows; the last one holds the basename when it is short enough to be
+ * listed. A longer basename (at most NAME_MAX: two windows more) is found in
+ * the windows before it, so that its first bytes still meet prefix patterns.
  */
-static __always_inline bool read_process_name(struct linux_binprm *bprm, struct mg_scratch *s)
+static __always_inline void read_process_name(struct linux_binprm *bprm, struct mg_names_read *r)
 {
 	const char *filename = bprm->filename;
-	const __u32 step = MG_PATH_LEN - MG_NAME_LEN;
-	long len = 0;
-	__u32 base = 0;
+	char window[PATH_WINDOW];
+	long len = 0, end, base = -1, at;
+	__u32 start = 0;
 	int i;
 
-	__builtin_memset(&s->process_name.name, 0, sizeof(s->process_name.name));
+	__builtin_memset(&r->process_name.name, 0, sizeof(r->process_name.name));
 #pragma clang loop unroll(disable)
-	for (i = 0; i < 16; i++) {
-		len = bpf_probe_read_kernel_str(s->path, sizeof(s->path), filename + i * step);
-		if (len < (long)sizeof(s->path))
+	for (i = 0; i < PATH_WINDOWS; i++) {
+		start = i * PATH_STEP;
+		len = bpf_probe_read_kernel_str(window, sizeof(window), filename + start);
+		if (len < (long)sizeof(window))
 			break;
 	}
 	if (len <= 1)
-		return false;
-	/* Scan back from the end: the cost is the basename's length, not the path's. */
-#pragma clang loop unroll(disable)
-	for (i = 0; i < MG_PATH_LEN; i++) {
-		long at = len - 2 - i;
-
-		if (at < 0)
-			break;
-		if (s->path[at & (MG_PATH_LEN - 1)] == '/') {
-			base = at + 1;
-			break;
-		}
-	}
-	if (len - 1 - base >= MG_NAME_LEN)
-		return false;
-	bpf_probe_read_kernel_str(s->process_name.name.name, sizeof(s->process_name.name.name),
-				  &s->path[base & (MG_PATH_LEN - 1)]);
-	return true;
+		return;
+	/*
+	 * Make the verifier forget which window ended the path (a copy through a
+	 * helper is opaque to it): otherwise it checks all that follows once per
+	 * window, past its million-instruction limit.
+	 */
+	bpf_probe_read_kernel(&start, sizeof(start), &start);
+	end = start + len - 1; /* the NUL's offset in the path */
+	at = last_slash(window, len - 1);
+	if (at >= 0)
+		base = start + at + 1;
+	else if (start == 0)
+		base = 0;
+	/* The two windows before the last one (written out: no nested loop). */
+	if (base < 0)
+		base = slash_before(filename, window, &start);
+	if (base < 0)
+		base = slash_before(filename, window, &start);
+	if (base < 0 || base > PATH_MAX)
+		return;
+	bpf_probe_read_kernel_str(r->process_name.name.name, sizeof(r->process_name.name.name),
+				  filename + base);
+	r->process_whole = end - base < MG_NAME_LEN;
 }
 
 /* Most execs carry one name twice (no symlink): then one lookup answers for both. */
@@ -232,12 +311,12 @@ static __always_inline __u32 mnt_ns_of(struct task_struct *task)
  * Sends one event. Enforcement never waits on the ring buffer: when it is
  * full, the loss is only counted.
  */
-static __always_inline void report(struct linux_binprm *bprm, struct mg_scratch *s,
+static __always_inline void report(struct linux_binprm *bprm, struct mg_names_read *r,
 				   enum mg_mode mode, enum mg_action action, enum mg_match matched_on,
 				   __u32 prefix_len, bool host)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct mg_name *matched = &s->file_name.name;
+	struct mg_name *matched = &r->file_name.name;
 	__u64 uid_gid = bpf_get_current_uid_gid();
 	struct mg_event *e = bpf_ringbuf_reserve(&mg_events, sizeof(*e), 0);
 
@@ -245,8 +324,8 @@ static __always_inline void report(struct linux_binprm *bprm, struct mg_scratch 
 		count(MG_STAT_LOST);
 		return;
 	}
-	if (!(matched_on & MG_MATCH_FILE) && matched_on != MG_MATCH_MEMFD)
-		matched = &s->process_name.name;
+	if (matched_on == MG_MATCH_PROCESS_NAME)
+		matched = &r->process_name.name;
 	e->boot_ns = bpf_ktime_get_boot_ns();
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	e->pid = bpf_get_current_pid_tgid() >> 32;
@@ -265,12 +344,15 @@ static __always_inline void report(struct linux_binprm *bprm, struct mg_scratch 
 	__builtin_memcpy(e->matched_name, matched->name, MG_NAME_LEN);
 	bpf_probe_read_kernel_str(e->file_name, sizeof(e->file_name),
 				  BPF_CORE_READ(bprm, file, f_path.dentry, d_name.name));
-	if (matched_on == MG_MATCH_MEMFD)
+	if (matched_on == MG_MATCH_MEMFD || matched_on == MG_MATCH_UNLINKED)
 		__builtin_memcpy(e->matched_name, e->file_name, MG_NAME_LEN);
 	/* A prefix match reports the pattern, not the whole name. */
 	e->matched_prefix = prefix_len != 0;
-	if (prefix_len && prefix_len < MG_NAME_LEN)
+	if (prefix_len && prefix_len < MG_NAME_LEN) {
+		/* Keeps clang from dropping the mask the verifier needs as a bound. */
+		barrier_var(prefix_len);
 		e->matched_name[prefix_len & (MG_NAME_LEN - 1)] = 0;
+	}
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
 	bpf_probe_read_kernel_str(e->cgroup_name, sizeof(e->cgroup_name),
 				  BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, name));
@@ -280,15 +362,14 @@ static __always_inline void report(struct linux_binprm *bprm, struct mg_scratch 
 SEC("lsm/bprm_check_security")
 int BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 {
-	struct mg_hit file, name, none = {};
-	bool have_file, have_name;
-	enum mg_match matched_on = 0;
+	struct mg_hit file, name = {};
+	struct mg_names_read r;
+	enum mg_match matched_on = 0, unnamed;
 	struct mg_config *config;
-	bool memfd_denied = false, host, blocked;
-	struct mg_scratch *s;
+	enum mg_mode *modep, mode;
+	bool host, blocked;
 	enum mg_config_flag flags;
 	__u32 zero = 0, prefix_len;
-	enum mg_mode mode;
 
 	/* An earlier BPF LSM program denied: keep its answer, bounded as the verifier requires. */
 	if (ret != 0) {
@@ -300,28 +381,30 @@ int BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 		return ret;
 	}
 
-	s = bpf_map_lookup_elem(&mg_scratch, &zero);
 	config = bpf_map_lookup_elem(&mg_config, &zero);
-	if (!s || !config)
+	modep = bpf_map_lookup_elem(&mg_mode, &zero);
+	if (!config || !modep)
 		return 0;
 	count(MG_STAT_CHECKED);
 	flags = config->flags;
 
-	have_file = read_file_name(bprm, &s->file_name, flags, &memfd_denied);
 	/*
 	 * The hook runs again for a script's interpreter (bprm->interp then holds
 	 * its path): the process name was checked on the first pass, and checking
-	 * it again would report one exec twice.
+	 * it again would report one exec twice. (The process name is read first:
+	 * its loops are then verified once, not once per file-name outcome.)
 	 */
-	have_name = bprm->interp == bprm->filename && read_process_name(bprm, s);
-	file = have_file ? lookup(&s->file_name, flags) : none;
-	if (!have_name)
-		name = none;
-	else if (have_file && same_name(&s->file_name.name, &s->process_name.name))
+	r.process_whole = false;
+	r.process_name.name.name[0] = 0;
+	if (bprm->interp == bprm->filename)
+		read_process_name(bprm, &r);
+	unnamed = read_file_name(bprm, &r, flags);
+	file = lookup(&r.file_name, r.file_whole, flags);
+	if (r.process_whole && r.file_whole && same_name(&r.file_name.name, &r.process_name.name))
 		name = file;
-	else
-		name = lookup(&s->process_name, flags);
-	if (!file.kind && !name.kind && !memfd_denied)
+	else if (r.process_name.name.name[0])
+		name = lookup(&r.process_name, r.process_whole, flags);
+	if (!file.kind && !name.kind && !unnamed)
 		return 0;
 	/* The daemon's probe proves the hook is live; it is not a policy decision. */
 	if (file.kind == MG_NAME_PROBE || name.kind == MG_NAME_PROBE)
@@ -332,14 +415,32 @@ int BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 	if (name.kind)
 		matched_on |= MG_MATCH_PROCESS_NAME;
 	if (!matched_on)
-		matched_on = MG_MATCH_MEMFD;
+		matched_on = unnamed;
 
 	prefix_len = file.kind ? file.prefix_len : name.prefix_len;
-	mode = config->mode;
+	mode = *modep;
 	host = mnt_ns_of((struct task_struct *)bpf_get_current_task()) == config->host_mnt_ns;
 	blocked = mode != MG_MODE_AUDIT && !(config->scope == MG_SCOPE_CONTAINERS && host);
 	count(blocked ? MG_STAT_BLOCKED : MG_STAT_AUDITED);
-	report(bprm, s, mode, blocked ? MG_ACTION_BLOCKED : MG_ACTION_AUDITED, matched_on,
+	report(bprm, &r, mode, blocked ? MG_ACTION_BLOCKED : MG_ACTION_AUDITED, matched_on,
 	       prefix_len, host);
 	return blocked ? -EPERM : 0;
+}
+
+/*
+ * Run once by the agent (a task iterator): writes the mount namespace inode of
+ * PID 1, which processes of the host share and containers do not. Read here
+ * because the agent, under its hardened unit, may not open /proc/1/ns/mnt.
+ */
+SEC("iter/task")
+int mg_host_mnt_ns(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	__u32 inum;
+
+	if (!task || task->pid != 1)
+		return 0;
+	inum = mnt_ns_of(task);
+	bpf_seq_write(ctx->meta->seq, &inum, sizeof(inum));
+	return 0;
 }

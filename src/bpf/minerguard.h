@@ -30,10 +30,19 @@ enum mg_limit {
 	MG_COMM_LEN = 16,
 	/* Leaf name of a cgroup: fits "cri-containerd-<64 hex>.scope" (85 bytes). */
 	MG_CGROUP_NAME_LEN = 128,
-	/* Upper bounds of the names, prefixes and memfd allow maps; the policy validator enforces them first. */
+	/* The most entries a policy may list (the policy validator's bounds). */
 	MG_MAX_NAMES = 65536,
 	MG_MAX_PREFIXES = 4096,
 	MG_MAX_MEMFD_ALLOW = 256,
+	/*
+	 * The maps' sizes: a reload adds the new policy's entries before it
+	 * removes the old one's, so two of the largest policies must fit at once,
+	 * plus the probe's name. With BPF_F_NO_PREALLOC, memory follows the
+	 * entries present, not these bounds.
+	 */
+	MG_NAMES_CAPACITY = 2 * MG_MAX_NAMES + 1,
+	MG_PREFIXES_CAPACITY = 2 * MG_MAX_PREFIXES,
+	MG_MEMFD_ALLOW_CAPACITY = 2 * MG_MAX_MEMFD_ALLOW,
 };
 
 /* Enforce is 0 so that a config entry never written fails closed. */
@@ -54,6 +63,11 @@ enum mg_match {
 	MG_MATCH_BOTH = 3,
 	/* No name matched, but the file is a memfd and memfd execs are blocked. */
 	MG_MATCH_MEMFD = 4,
+	/*
+	 * No name matched, but the file has no name on disk (O_TMPFILE, deleted
+	 * after open) and such execs are blocked with memfd execs.
+	 */
+	MG_MATCH_UNLINKED = 8,
 };
 
 enum mg_scope {
@@ -64,7 +78,8 @@ enum mg_scope {
 
 /* Bits of mg_config.flags. */
 enum mg_config_flag {
-	MG_CONFIG_MEMFD_BLOCK = 1, /* deny execs from a memfd not in the allow map */
+	/* deny execs of a memfd not in the allow map, and of any other file with no name on disk */
+	MG_CONFIG_MEMFD_BLOCK = 1,
 	MG_CONFIG_PREFIXES = 2, /* the prefixes map has entries: worth a lookup */
 };
 
@@ -95,17 +110,17 @@ struct mg_prefix {
 };
 
 /*
- * Single entry of the config map; `minerguard mode` flips `mode` at runtime.
- * The program reads only `mode`: `agent_pid` tells `minerguard status` and a
- * second agent which daemon, if any, owns the pinned program (0: none).
+ * Single entry of the config map, written whole by the agent only. The mode
+ * lives in a map of its own (mg_mode, one enum mg_mode) so that `minerguard
+ * mode` never rewrites, and so never puts back an old copy of, the rest.
+ * `agent_pid` tells `minerguard status` and a second agent which daemon, if
+ * any, owns the pinned program (0: none).
  */
 struct mg_config {
-	enum mg_mode mode;
 	__u32 agent_pid;
 	enum mg_scope scope;
 	enum mg_config_flag flags; /* a bit each */
-	__u32 host_mnt_ns; /* mount namespace inode of PID 1 */
-	__u32 reserved;
+	__u32 host_mnt_ns; /* mount namespace inode of PID 1, read in the kernel */
 };
 
 struct mg_event {

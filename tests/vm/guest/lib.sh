@@ -54,7 +54,7 @@ start_agent() {
 			AGENT_PID=
 			fail "agent exited (status $_rc) before it was ready"
 		fi
-		[ "$(elapsed "$_t0" | cut -d. -f1)" -ge 60 ] && fail "agent not ready after 60 s"
+		[ "$(elapsed "$_t0" | cut -d. -f1)" -ge "${READY_TIMEOUT:-60}" ] && fail "agent not ready after ${READY_TIMEOUT:-60} s"
 		sleep 0.1
 	done
 	echo "agent ready (pid $AGENT_PID) after $(elapsed "$_t0") s"
@@ -90,6 +90,18 @@ wait_for_event() {
 	until events_matching "$@" >/dev/null; do
 		_i=$((_i + 1))
 		[ "$_i" -ge 100 ] && return 1
+		sleep 0.1
+	done
+}
+
+# reload_agent [SECONDS]: SIGHUP, then wait (default 20 s) until one more "policy reloaded"
+# line is logged.
+reload_agent() {
+	_before=$(grep -c "policy reloaded" "$AGENT_LOG")
+	kill -HUP "$AGENT_PID" || fail "agent not running for a reload"
+	_t0=$(now)
+	until [ "$(grep -c "policy reloaded" "$AGENT_LOG")" -gt "$_before" ]; do
+		[ "$(elapsed "$_t0" | cut -d. -f1)" -ge "${1:-20}" ] && fail "reload not applied within ${1:-20} s"
 		sleep 0.1
 	done
 }
