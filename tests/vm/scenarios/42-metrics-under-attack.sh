@@ -33,6 +33,14 @@ scrape_within 150 || fail "no metrics 15 s after the port was freed"
 grep -qx 'minerguard_enforcing 1' /tmp/metrics.txt || fail "metrics do not say enforcing"
 t0=$(threads) r0=$(rss)
 echo "agent before the attack: $t0 threads, $r0 KiB resident"
+# Capabilities belong to threads: none of the agent's (output, log, metrics) may keep what the
+# agent dropped once ready.
+main_caps=$(sed -n 's/^CapEff:[[:space:]]*//p' "/proc/$AGENT_PID/status")
+for task in /proc/"$AGENT_PID"/task/*; do
+	caps=$(sed -n 's/^CapEff:[[:space:]]*//p' "$task/status")
+	[ "$caps" = "$main_caps" ] || fail "thread $(cat "$task/comm") has capabilities $caps, the agent $main_caps"
+done
+echo "every thread has the agent's capabilities ($main_caps)"
 
 /mg/bin/mgconns 9464 idle 3000 30 &
 conns=$!
