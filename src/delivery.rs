@@ -370,7 +370,7 @@ impl Delivery {
     pub fn report(&mut self) {
         let now = Instant::now();
         let total = self.counters.undelivered();
-        if let Some(n) = self.log.hit(total - self.reported, now) {
+        if let Some(n) = self.log.hit(total.saturating_sub(self.reported), now) {
             self.reported += n;
             let c = &self.counters;
             let last = c

@@ -249,7 +249,7 @@ fn read_head(stream: &mut TcpStream, bounds: Bounds) -> Head {
         // Search only where the end of the head can be: from the last 3 bytes already read.
         let from = head.len().saturating_sub(3);
         // Never more than one byte past the bound: enough to know the head is too large.
-        let room = bounds.head_max + 1 - head.len();
+        let room = (bounds.head_max + 1).saturating_sub(head.len());
         head.extend_from_slice(&chunk[..n.min(room)]);
         let end = head[from..]
             .windows(4)

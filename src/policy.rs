@@ -163,7 +163,8 @@ impl<'t> Lines<'t> {
     fn position(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
-        let start = self.starts[line - 1];
+        // starts[0] is 0 <= offset, so line >= 1 and line - 1 is an index.
+        let start = self.starts.get(line - 1).copied().unwrap_or(0);
         // Only the problems listed are located, so counting characters within their line
         // stays bounded. A span off a character boundary (never seen) counts bytes.
         let column = self
