@@ -3,7 +3,6 @@
 //! loop (ring buffer -> decode -> output) until SIGTERM/SIGINT, reloading on SIGHUP; `stop`
 //! leaves enforcement in place (see `pins`).
 
-use std::io;
 use std::mem::MaybeUninit;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +17,8 @@ use tracing::{error, info, warn};
 
 use crate::attach;
 use crate::bpf::{MinerguardMaps, MinerguardSkel, MinerguardSkelBuilder};
-use crate::event;
+use crate::delivery;
+use crate::enrich;
 use crate::maps::{self, Config, ListMaps, Lists};
 use crate::metrics;
 use crate::output;
@@ -40,6 +40,46 @@ pub struct Options {
 /// How often the loop wakes without events, to notice mode flips and lost events (signals
 /// interrupt the wait at once). Each wake costs the node instructions: a second is enough.
 const TICK: Duration = Duration::from_secs(1);
+
+/// How long a stop waits for the output thread to write what is queued: a stalled stdout
+/// must not hold the stop until systemd kills the agent (TimeoutStopSec).
+const STOP_DRAIN: Duration = Duration::from_secs(3);
+
+/// systemd's watchdog (`WatchdogSec=` in the unit): the event loop says WATCHDOG=1 at most
+/// once a tick, so an agent whose loop is wedged is killed and restarted (the pinned program
+/// enforces meanwhile).
+struct Watchdog {
+    every: Option<Duration>,
+    last: Option<std::time::Instant>,
+}
+
+impl Watchdog {
+    fn from_env() -> Watchdog {
+        let timeout = sd_notify::watchdog_enabled();
+        if let Some(timeout) = timeout {
+            info!(timeout = ?timeout, "systemd watchdog enabled");
+        }
+        Watchdog {
+            every: timeout.map(|t| (t / 4).min(TICK)),
+            last: None,
+        }
+    }
+
+    fn ping(&mut self) {
+        let Some(every) = self.every else { return };
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < every)
+        {
+            return;
+        }
+        self.last = Some(now);
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
+            warn!(error = %e, "cannot notify systemd's watchdog");
+        }
+    }
+}
 
 struct Signals {
     stop: Arc<AtomicBool>,
@@ -137,7 +177,7 @@ fn wait_for_running_checks() {
     if rc != 0 {
         // Not available (nohz_full CPUs, a syscall filter): a grace period rarely takes longer.
         warn!(
-            error = %io::Error::last_os_error(),
+            error = %std::io::Error::last_os_error(),
             "membarrier(MEMBARRIER_CMD_GLOBAL) failed: waiting 100 ms for running exec checks instead"
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -212,9 +252,6 @@ impl<'obj> Agent<'obj> {
         if adopted {
             info!("adopted the pinned program's maps: events queued while no agent ran follow");
         }
-        if let Some(addr) = opts.metrics_addr {
-            metrics::serve(addr)?;
-        }
         drop_capabilities();
 
         let lost = maps::stats(&skel.maps.mg_stats)?.lost;
@@ -276,33 +313,38 @@ impl<'obj> Agent<'obj> {
         Ok(link)
     }
 
-    /// The event loop, until SIGTERM or SIGINT.
+    /// The event loop, until SIGTERM or SIGINT. It only moves records from the ring buffer to
+    /// the output queue: writing them is the output thread's (`delivery`), so a stalled
+    /// stdout never delays a reload, a stop or the watchdog.
     pub fn run(&mut self) -> Result<()> {
+        let (sender, mut delivery) = delivery::start(
+            delivery::RawStdout,
+            delivery::LIMITS,
+            delivery::STATE_PATH.into(),
+        )?;
+        delivery.report();
+        if let Some(addr) = self.opts.metrics_addr {
+            metrics::serve(addr, delivery.counters());
+        }
         // The ring buffer borrows its map for as long as it lives: an owned handle on the
         // events map (not the skeleton's) leaves `self` free for reloads meanwhile.
         let events = MapHandle::try_from(&self.skel.maps.mg_events)
             .context("opening the event ring buffer")?;
-        let mut stdout = io::stdout().lock();
-        let mut output_failed = false;
         let mut ring = RingBufferBuilder::new();
+        let queue = &sender;
         ring.add(&events, move |data: &[u8]| {
-            match event::decode(data) {
-                Ok(e) => {
-                    if let Err(err) = output::write(&mut stdout, &output::Record::new(&e)) {
-                        // Enforcement does not depend on the output; say it once, keep going.
-                        if !output_failed {
-                            error!(error = %err, "cannot write events to stdout");
-                            output_failed = true;
-                        }
-                    }
-                }
-                Err(err) => error!(error = %err, "undecodable event"),
+            // Whatever the record holds, the callback returns 0: an error or a panic here
+            // would stop the consumer on this record, and every restart would meet it again.
+            match output::encode(data, &enrich::Clocks::now()) {
+                Ok(line) => queue.send(line),
+                Err(err) => queue.skipped(&err),
             }
             0
         })
         .context("setting up the event ring buffer")?;
         let ring = ring.build().context("setting up the event ring buffer")?;
 
+        let mut watchdog = Watchdog::from_env();
         while !self.signals.stop.load(Ordering::Relaxed) {
             match ring.poll(TICK) {
                 Ok(()) => {}
@@ -314,9 +356,13 @@ impl<'obj> Agent<'obj> {
             }
             self.watch_mode();
             self.report_lost();
+            delivery.report();
+            watchdog.ping();
         }
         // Drain what was queued before the stop. The pinned link keeps the node protected.
         let _ = ring.consume();
+        drop(ring);
+        delivery.finish(STOP_DRAIN, sender);
         Ok(())
     }
 
@@ -456,5 +502,68 @@ impl Agent<'_> {
             Ok(_) => {}
             Err(e) => warn!(error = format!("{e:#}"), "cannot read the kernel counters"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `KEY=value` from the shipped unit.
+    fn unit(key: &str) -> String {
+        let text = include_str!("../systemd/minerguard.service");
+        let prefix = format!("{key}=");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{key}= missing from the unit"))
+            .to_string()
+    }
+
+    fn seconds(value: &str) -> u64 {
+        value.strip_suffix('s').unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn the_unit_arms_a_watchdog_the_loop_feeds() {
+        let timeout = Duration::from_secs(seconds(&unit("WatchdogSec")));
+        // The loop pings once a tick: several pings must fit in one timeout.
+        assert!(timeout >= 4 * TICK, "{timeout:?}");
+        assert!(
+            timeout <= Duration::from_secs(120),
+            "a wedge goes unnoticed too long"
+        );
+    }
+
+    #[test]
+    fn the_unit_bounds_tasks_and_memory_with_margin() {
+        // main, output, log, the metrics accept thread and workers; the probe and `kill`.
+        let threads = 3 + 1 + crate::metrics::BOUNDS.workers;
+        let tasks: usize = unit("TasksMax").parse().unwrap();
+        assert!(tasks >= 3 * (threads + 2), "TasksMax={tasks}");
+        let mib: u64 = unit("MemoryMax")
+            .strip_suffix('M')
+            .unwrap()
+            .parse()
+            .unwrap();
+        // Measured: 10 MiB resident, ~30 MiB for the largest policy, ~10 MiB of maps.
+        assert!((128..=1024).contains(&mib), "MemoryMax={mib}M");
+    }
+
+    #[test]
+    fn journald_never_drops_what_the_agent_sends() {
+        let interval = seconds(&unit("LogRateLimitIntervalSec"));
+        let burst: u64 = unit("LogRateLimitBurst").parse().unwrap();
+        let events =
+            u64::from(delivery::LINES_BURST) + interval * u64::from(delivery::LINES_PER_SEC);
+        assert!(burst >= events + events / 10, "{burst} < {events} + 10%");
+    }
+
+    #[test]
+    fn the_unit_provides_the_published_state_directory() {
+        let dir = unit("RuntimeDirectory");
+        assert_eq!(
+            std::path::Path::new(delivery::STATE_PATH).parent(),
+            Some(std::path::Path::new("/run").join(dir).as_path())
+        );
     }
 }

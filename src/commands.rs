@@ -1,14 +1,18 @@
 //! The one-shot commands, which act on the pinned state of a running (or gone) agent:
 //! `status`, `mode`, `disable`, and `check`, which touches no kernel state at all.
 
-use std::path::Path;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use serde::Serialize;
 
+use crate::delivery;
 use crate::maps;
 use crate::pins::{self, Snapshot};
 use crate::policy::{Mode, Policy};
@@ -30,7 +34,18 @@ pub fn set_mode(mode: Mode) -> Result<()> {
     Ok(())
 }
 
-fn print_status(s: &Snapshot) {
+/// What `status` shows: the pins' snapshot, and what the running agent publishes.
+#[derive(Serialize)]
+struct Status {
+    #[serde(flatten)]
+    snapshot: Snapshot,
+    /// Events the running agent read but could not write to stdout; `None` without an agent
+    /// (or before it published).
+    events_undelivered: Option<u64>,
+}
+
+fn print_status(status: &Status) {
+    let s = &status.snapshot;
     let (Some(mode), Some(counters)) = (s.mode, s.counters) else {
         println!(
             "enforcement: inactive (nothing pinned at {})",
@@ -54,23 +69,100 @@ fn print_status(s: &Snapshot) {
         "counters:    {} checked, {} blocked, {} audited, {} events lost",
         counters.checked, counters.blocked, counters.audited, counters.lost
     );
+    if let Some(undelivered) = status.events_undelivered {
+        println!("undelivered: {undelivered} events read by the agent but not written to stdout");
+    }
 }
 
-/// Exit status 3 when nothing is enforced, as `systemctl status` does for a stopped unit.
+/// `status`'s exit status when nothing is enforced, as `systemctl status` does for a stopped
+/// unit.
+const INACTIVE: u8 = 3;
+/// `status`'s exit status when this user may not read the pins: not an answer about
+/// enforcement, so neither 0 nor 3.
+const NO_PERMISSION: u8 = 4;
+
+/// For tests only (tests/cli.rs): the directory `status` checks it may read before it reads
+/// the pins, instead of the pin directory. Nothing else uses it, and it can only make
+/// `status` report less: it is never where pins are read from.
+const PROBE_DIR_ENV: &str = "MINERGUARD_TEST_STATUS_PROBE_DIR";
+
+/// Whether `e` says this user may not read minerguard's state: EACCES or EPERM anywhere in
+/// its causes, from the filesystem (the pin directory is root's, mode 0700 under systemd) or
+/// from the bpf() syscall (refused to unprivileged users on most distributions).
+fn is_permission_denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied)
+            || cause
+                .downcast_ref::<libbpf_rs::Error>()
+                .is_some_and(|e| e.kind() == libbpf_rs::ErrorKind::PermissionDenied)
+    })
+}
+
+/// Checks that the state under `dir` can be looked at: `Path::exists` says "absent" for a
+/// path it may not see, and `status` then reported a running agent as inactive to any
+/// non-root user.
+fn probe(dir: &Path) -> Result<()> {
+    let config = dir.join(
+        pins::config_path()
+            .strip_prefix(pins::PIN_DIR)
+            .unwrap_or(Path::new("")),
+    );
+    match fs::metadata(&config) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", config.display())),
+    }
+}
+
+/// The snapshot, or the exit status that stands for it when it cannot be had.
+fn snapshot_or_exit(probe_dir: &Path) -> Result<std::result::Result<Snapshot, ExitCode>> {
+    decide(probe(probe_dir).and_then(|()| pins::snapshot()))
+}
+
+/// A snapshot that could not be read for lack of permission becomes exit status 4, with a
+/// message saying so; any other error stays an error (exit 1).
+fn decide(read: Result<Snapshot>) -> Result<std::result::Result<Snapshot, ExitCode>> {
+    match read {
+        Ok(s) => Ok(Ok(s)),
+        Err(e) if is_permission_denied(&e) => {
+            eprintln!(
+                "minerguard: permission denied reading minerguard's state ({e:#}): run `minerguard status` as root"
+            );
+            Ok(Err(ExitCode::from(NO_PERMISSION)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Exit status 0 when enforcing, 3 when nothing is enforced, 4 without permission to tell.
 pub fn status(json: bool) -> Result<ExitCode> {
-    let snapshot = pins::snapshot()?;
+    let probe_dir =
+        std::env::var_os(PROBE_DIR_ENV).map_or(PathBuf::from(pins::PIN_DIR), PathBuf::from);
+    let snapshot = match snapshot_or_exit(&probe_dir)? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let events_undelivered = snapshot
+        .agent_pid
+        .and_then(|pid| delivery::published(Path::new(delivery::STATE_PATH), pid));
+    let status = Status {
+        snapshot,
+        events_undelivered,
+    };
     if json {
         println!(
             "{}",
-            serde_json::to_string(&snapshot).context("encoding the status")?
+            serde_json::to_string(&status).context("encoding the status")?
         );
     } else {
-        print_status(&snapshot);
+        print_status(&status);
     }
-    Ok(if snapshot.enforcing {
+    Ok(if status.snapshot.enforcing {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(3)
+        ExitCode::from(INACTIVE)
     })
 }
 
@@ -126,5 +218,64 @@ pub fn check(path: &Path) -> ExitCode {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os_error(errno: nix::errno::Errno) -> anyhow::Error {
+        anyhow::Error::from(io::Error::from_raw_os_error(errno as i32)).context("opening a pin")
+    }
+
+    #[test]
+    fn eacces_and_eperm_mean_no_permission_other_errors_do_not() {
+        use nix::errno::Errno;
+        assert!(is_permission_denied(&os_error(Errno::EACCES)));
+        assert!(is_permission_denied(&os_error(Errno::EPERM)));
+        let bpf = anyhow::Error::from(libbpf_rs::Error::from(io::Error::from_raw_os_error(
+            Errno::EPERM as i32,
+        )))
+        .context("opening /sys/fs/bpf/minerguard/maps-v1/config");
+        assert!(is_permission_denied(&bpf));
+        assert!(!is_permission_denied(&os_error(Errno::ENOENT)));
+        assert!(!is_permission_denied(&os_error(Errno::EIO)));
+        assert!(!is_permission_denied(&anyhow::anyhow!(
+            "unknown mode 7 in the kernel"
+        )));
+    }
+
+    #[test]
+    fn an_absent_state_is_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(probe(&dir.path().join("minerguard")).is_ok());
+    }
+
+    #[test]
+    fn no_permission_is_exit_4_and_other_errors_stay_errors() {
+        use nix::errno::Errno;
+        for errno in [Errno::EACCES, Errno::EPERM] {
+            assert_eq!(
+                decide(Err(os_error(errno))).unwrap().unwrap_err(),
+                ExitCode::from(NO_PERMISSION)
+            );
+        }
+        assert!(decide(Err(os_error(Errno::EIO))).is_err());
+        let unpinned = decide(Ok(Snapshot::unpinned())).unwrap().unwrap();
+        assert!(!unpinned.enforcing);
+    }
+
+    /// Root searches any directory, so the probe's own EACCES is seen only as another user:
+    /// tests/cli.rs runs `status` as nobody for that. Here: a path that is not a directory
+    /// (ENOTDIR) must stay an error, neither "inactive" nor "no permission".
+    #[test]
+    fn a_state_that_cannot_be_looked_at_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("minerguard");
+        fs::write(&file, "").unwrap();
+        let e = probe(&file).unwrap_err();
+        assert!(!is_permission_denied(&e), "{e:#}");
+        assert!(snapshot_or_exit(&file).is_err());
     }
 }

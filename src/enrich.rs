@@ -1,19 +1,62 @@
 //! What the kernel cannot say cheaply, added in userspace: wall-clock time, and the
 //! container identity parsed from the cgroup name the kernel captured at the exec.
 
-use std::time::{Duration, SystemTime};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::time::{clock_gettime, ClockId};
 
-/// Converts the kernel's CLOCK_BOOTTIME stamps to wall-clock time.
-pub fn wall_clock(boot_ns: u64) -> SystemTime {
-    let now = SystemTime::now();
-    let Ok(boot_now) = clock_gettime(ClockId::CLOCK_BOOTTIME) else {
-        return now;
-    };
-    let boot_now = Duration::new(boot_now.tv_sec() as u64, boot_now.tv_nsec() as u32);
-    let age = boot_now.saturating_sub(Duration::from_nanos(boot_ns));
-    now.checked_sub(age).unwrap_or(now)
+/// The two clocks read together, to turn the kernel's CLOCK_BOOTTIME stamps into wall-clock
+/// time. Injectable so that tests can put "now" anywhere, 1969 included.
+#[derive(Clone, Copy, Debug)]
+pub struct Clocks {
+    /// Wall-clock time, in nanoseconds since the Unix epoch: negative before 1970 (a clock
+    /// set back, or never set, on a node without an RTC).
+    pub wall_ns: i128,
+    /// CLOCK_BOOTTIME, in nanoseconds.
+    pub boot_ns: Option<i128>,
+}
+
+impl Clocks {
+    pub fn now() -> Clocks {
+        let wall_ns = match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(since) => since.as_nanos() as i128,
+            Err(before) => -(before.duration().as_nanos() as i128),
+        };
+        let boot_ns = clock_gettime(ClockId::CLOCK_BOOTTIME)
+            .ok()
+            .map(|t| i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()));
+        Clocks { wall_ns, boot_ns }
+    }
+
+    /// The wall-clock time (ns since the epoch, may be negative) of a CLOCK_BOOTTIME stamp.
+    /// Signed arithmetic on 128 bits: no input can overflow or panic.
+    pub fn wall_clock(&self, boot_stamp_ns: u64) -> i128 {
+        match self.boot_ns {
+            Some(boot_now) => self.wall_ns - (boot_now - i128::from(boot_stamp_ns)),
+            // Never seen: without CLOCK_BOOTTIME, the time the event is read is the best guess.
+            None => self.wall_ns,
+        }
+    }
+}
+
+/// RFC 3339 in UTC with nanoseconds (`1969-12-31T23:59:58.500000000Z`), or `None` for a time
+/// outside the years 0000 to 9999, which RFC 3339 cannot write. (humantime, used before,
+/// panics on times before 1970: inside the ring-buffer callback that aborted the agent.)
+pub fn rfc3339(unix_ns: i128) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(unix_ns).ok()?;
+    if !(0..=9999).contains(&t.year()) {
+        return None;
+    }
+    Some(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
+    ))
 }
 
 /// A container, as its runtime named its cgroup.
@@ -104,14 +147,30 @@ mod tests {
 
     #[test]
     fn boot_stamps_map_to_the_recent_past() {
-        let boot = clock_gettime(ClockId::CLOCK_BOOTTIME).unwrap();
-        let boot_ns = boot.tv_sec() as u64 * 1_000_000_000 + boot.tv_nsec() as u64;
-        let age = SystemTime::now()
-            .duration_since(wall_clock(boot_ns - 2_000_000_000))
-            .unwrap();
-        assert!(
-            age >= Duration::from_secs(2) && age < Duration::from_secs(3),
-            "{age:?}"
+        let clocks = Clocks::now();
+        let boot_now = clocks.boot_ns.unwrap();
+        let age = clocks.wall_ns - clocks.wall_clock((boot_now - 2_000_000_000) as u64);
+        assert_eq!(age, 2_000_000_000);
+    }
+
+    #[test]
+    fn times_before_1970_are_written_not_panicked_on() {
+        // The clock was set to 1 s after the epoch while an event 3.5 s old was queued.
+        let clocks = Clocks {
+            wall_ns: 1_000_000_000,
+            boot_ns: Some(10_000_000_000),
+        };
+        let t = clocks.wall_clock(6_500_000_000);
+        assert_eq!(t, -2_500_000_000);
+        assert_eq!(rfc3339(t).unwrap(), "1969-12-31T23:59:57.500000000Z");
+        assert_eq!(rfc3339(0).unwrap(), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339(1_764_215_608_123_456_789).unwrap(),
+            "2025-11-27T03:53:28.123456789Z"
         );
+        // Beyond what RFC 3339 can write: no time, no panic.
+        assert_eq!(rfc3339(i128::MIN), None);
+        assert_eq!(rfc3339(-62_167_219_200_000_000_001), None);
+        assert_eq!(rfc3339(253_402_300_800_000_000_000), None);
     }
 }

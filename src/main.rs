@@ -6,6 +6,7 @@ mod attach;
 mod bpf;
 mod commands;
 mod contract;
+mod delivery;
 mod enrich;
 mod event;
 mod maps;
@@ -13,15 +14,19 @@ mod metrics;
 mod output;
 mod pins;
 mod policy;
+mod ratelimit;
 
 use std::io::IsTerminal;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::policy::Mode;
 
@@ -100,14 +105,78 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(format: LogFormat) {
+/// Log lines queued for stderr at most; beyond that they are dropped (a stalled journal).
+const LOG_LINES: usize = 1_000;
+
+/// Where log records go. Directly to stderr during start-up; then, once `detach` is called,
+/// through a thread of their own, so that a stalled journald cannot block the event loop
+/// (reloads, stops, the watchdog) in a `warn!`. The thread is started only then because
+/// capabilities belong to threads: one started during start-up would keep the capabilities
+/// the agent drops once it is ready.
+#[derive(Clone, Default)]
+struct Stderr(Arc<OnceLock<NonBlocking>>);
+
+enum StderrWriter {
+    Direct(std::io::Stderr),
+    Queued(NonBlocking),
+}
+
+impl std::io::Write for StderrWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            StderrWriter::Direct(w) => w.write(buf),
+            StderrWriter::Queued(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            StderrWriter::Direct(w) => w.flush(),
+            StderrWriter::Queued(w) => w.flush(),
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for Stderr {
+    type Writer = StderrWriter;
+
+    fn make_writer(&'a self) -> StderrWriter {
+        match self.0.get() {
+            Some(queued) => StderrWriter::Queued(queued.clone()),
+            None => StderrWriter::Direct(std::io::stderr()),
+        }
+    }
+}
+
+/// The logging of `run`; dropping it writes out what is queued.
+struct Logs {
+    stderr: Stderr,
+    guard: Option<WorkerGuard>,
+}
+
+impl Logs {
+    /// From now on, log records go through the log thread.
+    fn detach(&mut self) {
+        let (queued, guard) = NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(LOG_LINES)
+            .thread_name("log")
+            .finish(std::io::stderr());
+        if self.stderr.0.set(queued).is_ok() {
+            self.guard = Some(guard);
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) -> Logs {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let stderr = Stderr::default();
     // Colour only for a person at a terminal: the journal and log files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(stderr.clone());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -119,16 +188,22 @@ fn init_logging(format: LogFormat) {
         libbpf_rs::PrintLevel::Debug,
         |_, msg| tracing::debug!(target: "libbpf", "{}", msg.trim_end()),
     )));
+    Logs {
+        stderr,
+        guard: None,
+    }
 }
 
 /// `minerguard run`: the agent, until SIGTERM or SIGINT.
-fn run(opts: agent::Options) -> Result<()> {
+fn run(opts: agent::Options, logs: &mut Logs) -> Result<()> {
     if let Some(addr) = opts.metrics_addr {
         metrics::check_addr(addr)?;
     }
     // The loaded object lives here: the agent's skeleton borrows it (libbpf-rs 0.27).
     let mut storage = MaybeUninit::uninit();
     let mut agent = agent::Agent::start(opts, &mut storage)?;
+    // Ready, with only the capabilities it keeps: threads may start now.
+    logs.detach();
     let result = agent.run();
     agent.stop();
     result
@@ -145,14 +220,20 @@ fn main() -> ExitCode {
             skip_lsm_list_check,
             fail_after_policy,
         } => {
-            init_logging(log_format);
-            run(agent::Options {
-                policy,
-                mode: mode.map(Mode::from),
-                skip_lsm_list_check,
-                metrics_addr,
-                fail_after_policy,
-            })
+            let mut logs = init_logging(log_format);
+            let result = run(
+                agent::Options {
+                    policy,
+                    mode: mode.map(Mode::from),
+                    skip_lsm_list_check,
+                    metrics_addr,
+                    fail_after_policy,
+                },
+                &mut logs,
+            );
+            // Every log record before the final error line.
+            drop(logs);
+            result
         }
         Cmd::Status { json } => match commands::status(json) {
             Ok(code) => return code,

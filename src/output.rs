@@ -1,11 +1,12 @@
 //! The event stream: one JSON object per line on stdout (schema in README.md).
 
-use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
 
+use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
-use crate::enrich;
-use crate::event::Event;
+use crate::enrich::{self, Clocks};
+use crate::event::{self, Event};
 
 #[derive(Serialize)]
 pub struct Record<'a> {
@@ -37,10 +38,15 @@ pub struct Record<'a> {
 }
 
 impl<'a> Record<'a> {
-    pub fn new(e: &'a Event) -> Record<'a> {
+    /// Fails only for a time RFC 3339 cannot write (before year 0 or after 9999).
+    pub fn new(e: &'a Event, clocks: &Clocks) -> Result<Record<'a>> {
         let container = enrich::container(&e.cgroup_name);
-        Record {
-            time: humantime::format_rfc3339_nanos(enrich::wall_clock(e.boot_ns)).to_string(),
+        let wall_ns = clocks.wall_clock(e.boot_ns);
+        let time = enrich::rfc3339(wall_ns).with_context(|| {
+            format!("the event's time ({wall_ns} ns from the epoch) is outside the years 0000-9999")
+        })?;
+        Ok(Record {
+            time,
             action: e.action.as_str(),
             mode: e.mode.as_str(),
             matched_name: &e.matched_name,
@@ -59,29 +65,48 @@ impl<'a> Record<'a> {
             host: e.host,
             container_id: container.map(|c| c.id),
             container_runtime: container.map(|c| c.runtime),
-        }
+        })
     }
 }
 
-/// Writes one record as a line and flushes it: a consumer tailing the stream (or a test)
-/// must see each event when it happens, not when a buffer fills.
-pub fn write(out: &mut impl Write, record: &Record<'_>) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, record)?;
-    out.write_all(b"\n")?;
-    out.flush()
+/// A ring-buffer record as the JSON line to print, newline included. Never panics: this
+/// runs inside libbpf's callback, where a panic cannot unwind and aborts the agent before
+/// the consumer position advances, so every restart would die on the same record.
+pub fn encode(data: &[u8], clocks: &Clocks) -> Result<Vec<u8>> {
+    no_panic(|| {
+        let e = event::decode(data)?;
+        let mut line =
+            serde_json::to_vec(&Record::new(&e, clocks)?).context("encoding an event")?;
+        line.push(b'\n');
+        Ok(line)
+    })
+}
+
+/// Runs `f`, turning a panic (a bug of ours) into an error, so that the record is skipped
+/// and the agent keeps enforcing and reporting.
+pub fn no_panic<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(anyhow!("bug: panicked while handling an event: {what}"))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{decode, tests::raw_blocked_xmrig};
+    use crate::event::tests::raw_blocked_xmrig;
 
     #[test]
     fn record_has_the_documented_keys() {
-        let e = decode(&raw_blocked_xmrig()).unwrap();
-        let mut out = Vec::new();
-        write(&mut out, &Record::new(&e)).unwrap();
-        let line = String::from_utf8(out).unwrap();
+        let line =
+            String::from_utf8(encode(&raw_blocked_xmrig(), &Clocks::now()).unwrap()).unwrap();
         assert!(line.ends_with("}\n") && line.matches('\n').count() == 1);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["action"], "blocked");
@@ -104,5 +129,46 @@ mod tests {
             humantime::parse_rfc3339(time).is_ok() && time.ends_with('Z'),
             "{time}"
         );
+    }
+
+    #[test]
+    fn an_event_before_1970_is_reported() {
+        // The clock was set back to 1 s after the epoch; the event was queued 5 s before.
+        let clocks = Clocks {
+            wall_ns: 1_000_000_000,
+            boot_ns: Some(10_000_000_000),
+        };
+        let line = encode(&raw_blocked_xmrig(), &clocks).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["time"], "1969-12-31T23:59:56.000000000Z");
+        assert_eq!(v["matched_name"], "xmrig");
+        assert_eq!(line.last(), Some(&b'\n'));
+    }
+
+    #[test]
+    fn garbage_and_odd_records_are_errors_not_panics() {
+        let clocks = Clocks::now();
+        for garbage in [
+            vec![],
+            vec![0xff; 3],
+            vec![0xa5; raw_blocked_xmrig().len()],
+            vec![0x00; raw_blocked_xmrig().len() * 3],
+        ] {
+            assert!(encode(&garbage, &clocks).is_err(), "{garbage:?}");
+        }
+        // A time RFC 3339 cannot write: skipped with an error.
+        let far = Clocks {
+            wall_ns: i128::from(i64::MAX) * 1_000_000_000,
+            boot_ns: Some(0),
+        };
+        let e = encode(&raw_blocked_xmrig(), &far).unwrap_err();
+        assert!(e.to_string().contains("outside the years"), "{e}");
+    }
+
+    #[test]
+    fn a_panic_becomes_an_error() {
+        let e = no_panic::<()>(|| panic!("boom")).unwrap_err();
+        assert_eq!(e.to_string(), "bug: panicked while handling an event: boom");
+        assert_eq!(no_panic(|| Ok(7)).unwrap(), 7);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::ops::Range;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -72,11 +72,43 @@ pub struct Policy {
     pub memfd_allow: Vec<String>,
 }
 
+/// At most this many problems are listed; the rest are counted. A policy generated wrong can
+/// have a million bad entries: listing them all would drown the first, which is the one to fix.
+pub const MAX_PROBLEMS: usize = 20;
+
+/// Entries the kernel's maps can hold, all lists together.
+const MAX_ENTRIES: usize = MAX_NAMES + MAX_PREFIXES + MAX_MEMFD_ALLOW;
+
+/// A policy file is read up to this size: twice the largest policy the maps can hold,
+/// written one longest entry a line (about 5 MB today).
+pub const MAX_POLICY_BYTES: u64 = 2 * (MAX_ENTRIES as u64) * (NAME_MAX_BYTES as u64 + 8);
+
+/// Strings a policy may hold to be parsed at all: four times what the maps can hold, so that
+/// every valid policy, and any mistake of a plausible size, is parsed and its problems
+/// located. Parsing costs about 260 bytes a string (a million bad entries peaked at 263 MiB),
+/// and reloads run in the agent, under MemoryMax=256M: this keeps parsing under about 75 MiB.
+const MAX_STRINGS: usize = 4 * MAX_ENTRIES;
+
+/// Names and values echoed in messages are cut to this many characters, so that a
+/// megabyte-long entry still gives a readable one-line message.
+const SHOWN_CHARS: usize = 80;
+
+/// Messages that come from the TOML parser may echo a value: cut them too.
+const MESSAGE_CHARS: usize = 300;
+
+/// The problems found in one policy file, each with its position: the first `MAX_PROBLEMS`,
+/// and how many more there were.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Problems {
+    pub list: Vec<Problem>,
+    pub more: usize,
+}
+
 /// Every problem found in one policy file, each with its position.
 #[derive(Debug)]
 pub struct PolicyError {
     pub path: PathBuf,
-    pub problems: Vec<Problem>,
+    pub problems: Problems,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -88,7 +120,7 @@ pub struct Problem {
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
+        for (i, p) in self.problems.list.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
@@ -101,11 +133,97 @@ impl fmt::Display for PolicyError {
                 p.message
             )?;
         }
+        if self.problems.more > 0 {
+            let more = self.problems.more;
+            let s = if more == 1 { "" } else { "s" };
+            write!(f, "\n{}: and {more} more problem{s}", self.path.display())?;
+        }
         Ok(())
     }
 }
 
 impl std::error::Error for PolicyError {}
+
+/// Where each line starts, built once: finding a position is then a binary search, not a
+/// rescan of the text (which made a policy with many bad entries take quadratic time).
+struct Lines<'t> {
+    text: &'t str,
+    starts: Vec<usize>,
+}
+
+impl<'t> Lines<'t> {
+    fn new(text: &'t str) -> Lines<'t> {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines { text, starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.starts.partition_point(|&s| s <= offset).max(1);
+        // starts[0] is 0 <= offset, so line >= 1 and line - 1 is an index.
+        let start = self.starts.get(line - 1).copied().unwrap_or(0);
+        // Only the problems listed are located, so counting characters within their line
+        // stays bounded. A span off a character boundary (never seen) counts bytes.
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count());
+        (line, column + 1)
+    }
+}
+
+/// Collects problems, locating and formatting only those that will be listed.
+struct Collector<'t> {
+    lines: Lines<'t>,
+    problems: Problems,
+}
+
+impl<'t> Collector<'t> {
+    fn new(text: &'t str) -> Collector<'t> {
+        Collector {
+            lines: Lines::new(text),
+            problems: Problems::default(),
+        }
+    }
+
+    /// A problem at byte `offset`; `message` is only called if the problem is listed, and
+    /// can locate other offsets (a duplicate's first occurrence) with the `Lines` it gets.
+    fn at(&mut self, offset: usize, message: impl FnOnce(&Lines<'_>) -> String) {
+        if self.problems.list.len() >= MAX_PROBLEMS {
+            self.problems.more += 1;
+            return;
+        }
+        let (line, column) = self.lines.position(offset);
+        self.problems.list.push(Problem {
+            line,
+            column,
+            message: message(&self.lines),
+        });
+    }
+
+    fn is_empty(&self) -> bool {
+        self.problems.list.is_empty()
+    }
+}
+
+/// `s` quoted as in Rust source, cut to `SHOWN_CHARS` characters (then followed by `...`).
+fn shown(s: &str) -> String {
+    match s.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{:?}...", &s[..cut]),
+        None => format!("{s:?}"),
+    }
+}
+
+/// A message cut to `MESSAGE_CHARS` characters.
+fn cut_message(s: &str) -> String {
+    match s.char_indices().nth(MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}...", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,80 +248,101 @@ impl Policy {
     }
 
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+        let fail = |message: String| PolicyError {
             path: path.to_owned(),
-            problems: vec![Problem {
-                line: 0,
-                column: 0,
-                message: format!("cannot read the policy: {e}"),
-            }],
-        })?;
+            problems: Problems {
+                list: vec![Problem {
+                    line: 0,
+                    column: 0,
+                    message,
+                }],
+                more: 0,
+            },
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_POLICY_BYTES + 1).read_to_string(&mut text))
+            .map_err(|e| fail(format!("cannot read the policy: {e}")))?;
+        if text.len() as u64 > MAX_POLICY_BYTES {
+            return Err(fail(format!(
+                "the policy is larger than {MAX_POLICY_BYTES} bytes, twice the largest the kernel's maps can hold ({MAX_ENTRIES} entries of at most {NAME_MAX_BYTES} bytes); not parsed"
+            )));
+        }
         Policy::parse(&text).map_err(|problems| PolicyError {
             path: path.to_owned(),
             problems,
         })
     }
 
-    pub fn parse(text: &str) -> Result<Policy, Vec<Problem>> {
-        let at = |span: Range<usize>, message: String| {
-            let (line, column) = line_column(text, span.start);
-            Problem {
-                line,
-                column,
-                message,
+    /// Linear in the size of the text, however many problems it has.
+    pub fn parse(text: &str) -> Result<Policy, Problems> {
+        let mut problems = Collector::new(text);
+        // Every string has two quotes (or six): counting them bounds the strings, and so the
+        // memory parsing takes, before parsing. Quotes in comments only make it stricter.
+        let strings = text.bytes().filter(|&b| b == b'"' || b == b'\'').count() / 2;
+        if strings > MAX_STRINGS {
+            problems.at(0, |_| {
+                format!(
+                    "the policy holds about {strings} strings, more than four times the {MAX_ENTRIES} entries the kernel's maps can hold; not parsed"
+                )
+            });
+            return Err(problems.problems);
+        }
+        let raw: RawPolicy = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let message = cut_message(e.message().trim_end());
+                problems.at(e.span().map_or(0, |s| s.start), |_| message);
+                return Err(problems.problems);
             }
         };
-        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
-            let message = e.message().trim_end().to_owned();
-            vec![at(e.span().unwrap_or(0..0), message)]
-        })?;
 
-        let mut problems = Vec::new();
         let mode = match raw.mode {
             Some(mode) => *mode.get_ref(),
             None => {
-                problems.push(at(
-                    0..0,
-                    "missing key `mode`: add mode = \"enforce\" or mode = \"audit\"".into(),
-                ));
+                problems.at(0, |_| {
+                    "missing key `mode`: add mode = \"enforce\" or mode = \"audit\"".into()
+                });
                 Mode::Enforce
             }
         };
         let Some(raw_names) = raw.names else {
-            problems.push(at(
-                0..0,
-                "missing key `names`: add names = [\"xmrig\", ...]".into(),
-            ));
-            return Err(problems);
+            problems.at(0, |_| {
+                "missing key `names`: add names = [\"xmrig\", ...]".into()
+            });
+            return Err(problems.problems);
         };
         let mut names = Vec::new();
         let mut prefixes = Vec::new();
-        let mut first_seen: HashMap<&str, Range<usize>> = HashMap::new();
+        let mut first_seen: HashMap<&str, usize> = HashMap::new();
         for entry in &raw_names {
             let value = entry.get_ref().as_str();
+            let at = entry.span().start;
             let (name, is_prefix) = match value.strip_suffix('*') {
                 Some(prefix) => (prefix, true),
                 None => (value, false),
             };
-            let problem = if name.contains('*') {
-                Some(format!(
-                    "name {value:?}: '*' is only allowed at the end, to make a prefix pattern"
-                ))
+            if name.contains('*') {
+                problems.at(at, |_| {
+                    format!(
+                        "name {}: '*' is only allowed at the end, to make a prefix pattern",
+                        shown(value)
+                    )
+                });
             } else if is_prefix && name.is_empty() {
-                Some("a lone \"*\" would match every program".to_string())
+                problems.at(at, |_| "a lone \"*\" would match every program".into());
+            } else if let Some(problem) = name_problem(name) {
+                problems.at(at, |_| problem.message(name));
+            } else if let Some(&first) = first_seen.get(value) {
+                problems.at(at, |lines| {
+                    let (line, column) = lines.position(first);
+                    format!(
+                        "duplicate name {} (first listed at {line}:{column})",
+                        shown(value)
+                    )
+                });
             } else {
-                name_problem(name)
-            };
-            if let Some(message) = problem {
-                problems.push(at(entry.span(), message));
-            } else if let Some(first) = first_seen.get(value) {
-                let (line, column) = line_column(text, first.start);
-                problems.push(at(
-                    entry.span(),
-                    format!("duplicate name {value:?} (first listed at {line}:{column})"),
-                ));
-            } else {
-                first_seen.insert(value, entry.span());
+                first_seen.insert(value, at);
                 if is_prefix {
                     prefixes.push(name.to_owned());
                 } else {
@@ -212,22 +351,20 @@ impl Policy {
             }
         }
         if names.len() > MAX_NAMES {
-            problems.push(at(
-                0..0,
+            problems.at(0, |_| {
                 format!(
                     "too many names ({}): the kernel map holds at most {MAX_NAMES}",
                     names.len()
-                ),
-            ));
+                )
+            });
         }
         if prefixes.len() > MAX_PREFIXES {
-            problems.push(at(
-                0..0,
+            problems.at(0, |_| {
                 format!(
                     "too many prefix patterns ({}): the kernel map holds at most {MAX_PREFIXES}",
                     prefixes.len()
-                ),
-            ));
+                )
+            });
         }
 
         let memfd = raw.memfd.unwrap_or(RawMemfd {
@@ -239,34 +376,38 @@ impl Policy {
             let value = entry.get_ref();
             let problem = if !value.starts_with(MEMFD_PREFIX) || value.len() == MEMFD_PREFIX.len() {
                 Some(format!(
-                    "memfd allow entry {value:?} must be a memfd's file name, \"memfd:<name>\", as events show it"
+                    "memfd allow entry {} must be a memfd's file name, \"memfd:<name>\", as events show it",
+                    shown(value)
                 ))
             } else if value.contains('\0') {
-                Some(format!("memfd allow entry {value:?} contains a NUL byte"))
+                Some(format!(
+                    "memfd allow entry {} contains a NUL byte",
+                    shown(value)
+                ))
             } else if value.len() > NAME_MAX_BYTES {
                 Some(format!(
-                    "memfd allow entry {value:?} is {} bytes long: the kernel map holds at most {NAME_MAX_BYTES}",
+                    "memfd allow entry {} is {} bytes long: the kernel map holds at most {NAME_MAX_BYTES}",
+                    shown(value),
                     value.len()
                 ))
             } else if memfd_allow.contains(value) {
-                Some(format!("duplicate memfd allow entry {value:?}"))
+                Some(format!("duplicate memfd allow entry {}", shown(value)))
             } else {
                 None
             };
             match problem {
-                Some(message) => problems.push(at(entry.span(), message)),
+                Some(message) => problems.at(entry.span().start, |_| message),
                 None => memfd_allow.push(entry.into_inner()),
             }
         }
         if memfd_allow.len() > MAX_MEMFD_ALLOW {
-            problems.push(at(
-                0..0,
-                format!("too many memfd allow entries: at most {MAX_MEMFD_ALLOW}"),
-            ));
+            problems.at(0, |_| {
+                format!("too many memfd allow entries: at most {MAX_MEMFD_ALLOW}")
+            });
         }
 
         if !problems.is_empty() {
-            return Err(problems);
+            return Err(problems.problems);
         }
         Ok(Policy {
             mode,
@@ -279,42 +420,77 @@ impl Policy {
     }
 }
 
-/// Why `name` cannot be a listed name, if it cannot.
-fn name_problem(name: &str) -> Option<String> {
-    if name.is_empty() {
-        return Some("empty name".into());
-    }
-    if name.contains('/') {
-        return Some(format!(
-            "name {name:?} contains '/': names are file names, not paths"
-        ));
-    }
-    if name.contains('\0') {
-        return Some(format!("name {name:?} contains a NUL byte"));
-    }
-    if name == "." || name == ".." {
-        return Some(format!("name {name:?} can never be the name of a program"));
-    }
-    if name.len() > NAME_MAX_BYTES {
-        return Some(format!(
-            "name {name:?} is {} bytes long: the kernel map holds names of at most {NAME_MAX_BYTES} bytes",
-            name.len()
-        ));
-    }
-    if name == PROBE_NAME {
-        return Some(format!(
-            "name {name:?} is reserved for minerguard's own BPF LSM probe"
-        ));
-    }
-    None
+/// Why a name cannot be listed. Its message is built only for the problems that are shown.
+enum NameProblem {
+    Empty,
+    Slash,
+    Nul,
+    /// Whitespace or a control character, and which.
+    Invisible(char),
+    Dot,
+    TooLong,
+    Reserved,
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
+impl NameProblem {
+    fn message(&self, name: &str) -> String {
+        let shown = shown(name);
+        match self {
+            NameProblem::Empty => "empty name".into(),
+            NameProblem::Slash => {
+                format!("name {shown} contains '/': names are file names, not paths")
+            }
+            NameProblem::Nul => format!("name {shown} contains a NUL byte"),
+            NameProblem::Invisible(c) => {
+                let what = if c.is_whitespace() {
+                    "whitespace"
+                } else {
+                    "a control character"
+                };
+                format!(
+                    "name {shown} contains {what} (U+{:04X}): names cannot contain whitespace or control characters",
+                    u32::from(*c)
+                )
+            }
+            NameProblem::Dot => format!("name {shown} can never be the name of a program"),
+            NameProblem::TooLong => format!(
+                "name {shown} is {} bytes long: the kernel map holds names of at most {NAME_MAX_BYTES} bytes",
+                name.len()
+            ),
+            NameProblem::Reserved => {
+                format!("name {shown} is reserved for minerguard's own BPF LSM probe")
+            }
+        }
+    }
+}
+
+/// Why `name` cannot be a listed name, if it cannot.
+fn name_problem(name: &str) -> Option<NameProblem> {
+    if name.is_empty() {
+        return Some(NameProblem::Empty);
+    }
+    if name.contains('/') {
+        return Some(NameProblem::Slash);
+    }
+    if name.contains('\0') {
+        return Some(NameProblem::Nul);
+    }
+    // A name with whitespace or a control character is almost always a paste or typing
+    // accident ("xmrig " with a trailing space, a tab, a newline): it would silently never
+    // match the program meant, and echoed in events and logs it reads like another name.
+    if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Some(NameProblem::Invisible(c));
+    }
+    if name == "." || name == ".." {
+        return Some(NameProblem::Dot);
+    }
+    if name.len() > NAME_MAX_BYTES {
+        return Some(NameProblem::TooLong);
+    }
+    if name == PROBE_NAME {
+        return Some(NameProblem::Reserved);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -324,6 +500,7 @@ mod tests {
     fn problems(text: &str) -> Vec<String> {
         Policy::parse(text)
             .unwrap_err()
+            .list
             .into_iter()
             .map(|p| format!("{}:{}: {}", p.line, p.column, p.message))
             .collect()
@@ -457,6 +634,79 @@ mod tests {
     }
 
     #[test]
+    fn whitespace_and_control_characters_are_rejected() {
+        let text = "mode = \"enforce\"\nnames = [\"xmrig \", \"xm\\trig\", \"a\\u00a0b\", \"x\\u001bm\", \"y\\u007f\", \"ok-name\"]\n";
+        assert_eq!(
+            problems(text),
+            [
+                "2:10: name \"xmrig \" contains whitespace (U+0020): names cannot contain whitespace or control characters",
+                "2:20: name \"xm\\trig\" contains whitespace (U+0009): names cannot contain whitespace or control characters",
+                "2:31: name \"a\\u{a0}b\" contains whitespace (U+00A0): names cannot contain whitespace or control characters",
+                "2:43: name \"x\\u{1b}m\" contains a control character (U+001B): names cannot contain whitespace or control characters",
+                "2:55: name \"y\\u{7f}\" contains a control character (U+007F): names cannot contain whitespace or control characters",
+            ]
+        );
+        // Prefix patterns are names too.
+        let p = problems("mode = \"enforce\"\nnames = [\"xm rig*\"]\n");
+        assert!(
+            p[0].starts_with("2:10: name \"xm rig\" contains whitespace"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn problems_are_bounded_and_names_cut() {
+        let long = format!("{}/", "x".repeat(10_000));
+        let mut text = String::from("mode = \"enforce\"\nnames = [\n");
+        text += &format!("  \"{long}\",\n");
+        for i in 0..1000 {
+            text += &format!("  \"bad/{i}\",\n");
+        }
+        text += "]\n";
+        let err = Policy::parse(&text).unwrap_err();
+        assert_eq!(err.list.len(), MAX_PROBLEMS);
+        assert_eq!(err.more, 1001 - MAX_PROBLEMS);
+        let first = &err.list[0].message;
+        assert_eq!(
+            first,
+            &format!(
+                "name \"{}\"... contains '/': names are file names, not paths",
+                "x".repeat(80)
+            )
+        );
+        assert_eq!((err.list[19].line, err.list[19].column), (22, 3));
+        let shown = PolicyError {
+            path: "p.toml".into(),
+            problems: err,
+        }
+        .to_string();
+        assert_eq!(shown.lines().count(), MAX_PROBLEMS + 1);
+        assert!(
+            shown.ends_with("\np.toml: and 981 more problems"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn too_many_strings_are_refused_before_parsing() {
+        let entries = "\"/\",".repeat(MAX_STRINGS + 1);
+        let p = problems(&format!("mode = \"enforce\"\nnames = [{entries}]\n"));
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("1:1: the policy holds about"), "{p:?}");
+        // At the bound, it is parsed and every problem counted.
+        let entries = "\"/\",".repeat(MAX_STRINGS - 1);
+        let err = Policy::parse(&format!("mode = \"enforce\"\nnames = [{entries}]\n")).unwrap_err();
+        assert_eq!(err.list.len() + err.more, MAX_STRINGS - 1);
+    }
+
+    #[test]
+    fn parser_messages_are_cut() {
+        let p = problems(&format!("mode = \"{}\"\nnames = []\n", "z".repeat(5000)));
+        assert_eq!(p.len(), 1);
+        assert!(p[0].len() < 400 && p[0].ends_with("..."), "{p:?}");
+    }
+
+    #[test]
     fn longest_name_fits() {
         let name = "b".repeat(NAME_MAX_BYTES);
         assert!(Policy::parse(&format!("mode = \"audit\"\nnames = [\"{name}\"]")).is_ok());
@@ -477,6 +727,24 @@ mod tests {
     fn probe_name_is_reserved() {
         let p = problems(&format!("mode = \"audit\"\nnames = [\"{PROBE_NAME}\"]"));
         assert!(p[0].contains("reserved"), "{p:?}");
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        let mut text = String::from("mode = \"enforce\"\nnames = []\n");
+        while text.len() as u64 <= MAX_POLICY_BYTES {
+            text.push_str("# a comment line, over and over, to make the file too large\n");
+        }
+        std::fs::write(&path, &text).unwrap();
+        let e = Policy::load(&path).unwrap_err().to_string();
+        assert!(e.contains("the policy is larger than"), "{e}");
+        // Just under the bound, the same text is read and valid.
+        text.truncate(MAX_POLICY_BYTES as usize - 100);
+        let cut = text.rfind('\n').unwrap() + 1;
+        std::fs::write(&path, &text[..cut]).unwrap();
+        assert!(Policy::load(&path).is_ok());
     }
 
     #[test]

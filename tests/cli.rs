@@ -128,6 +128,9 @@ fn status_without_enforcement_exits_3() {
     assert_eq!(out.status.code(), Some(3));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["enforcing"], false);
+    // No agent runs here: nothing it could have failed to deliver.
+    assert_eq!(v["events_undelivered"], serde_json::Value::Null);
+    assert!(v.as_object().unwrap().contains_key("events_undelivered"));
     let out = minerguard().arg("status").output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("enforcement: inactive"));
@@ -198,4 +201,110 @@ fn run_on_this_kernel_enforces_or_says_what_is_missing() {
         assert!(stderr.contains("minerguard ready"), "{stderr}");
         assert!(status.success(), "{stderr}");
     }
+}
+
+/// Writes a policy of `n` entries "/" (never a name), one a line; checks it.
+fn check_bad_entries(n: usize) -> (String, std::process::Output, Duration) {
+    let mut text = String::from("mode = \"enforce\"\nnames = [\n");
+    for _ in 0..n {
+        text.push_str("  \"/\",\n");
+    }
+    text.push_str("]\n");
+    let (_dir, path) = write_policy(&text);
+    let started = Instant::now();
+    let out = minerguard().arg("check").arg(&path).output().unwrap();
+    (path.display().to_string(), out, started.elapsed())
+}
+
+/// Locating each problem used to rescan the text: 100,000 bad entries took 37 s and a million
+/// never finished. Every problem is counted, 20 are listed, quickly.
+#[test]
+fn check_lists_20_of_200_000_bad_entries_quickly() {
+    let (p, out, took) = check_bad_entries(200_000);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(5), "check took {took:?}");
+    let lines: Vec<_> = stderr.lines().collect();
+    assert_eq!(lines.len(), 21, "{stderr}");
+    assert_eq!(
+        lines[0],
+        format!("{p}:3:3: name \"/\" contains '/': names are file names, not paths")
+    );
+    assert_eq!(lines[20], format!("{p}: and 199980 more problems"));
+}
+
+/// A million bad entries: refused within seconds, in one line, without parsing them all (the
+/// memory it would take could get the agent killed at a reload).
+#[test]
+fn check_rejects_a_million_bad_entries_quickly_and_briefly() {
+    let (p, out, took) = check_bad_entries(1_000_000);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(5), "check took {took:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("{p}:1:1: the policy holds about 1000001 strings")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_rejects_names_with_whitespace() {
+    let (_dir, path) = write_policy("mode = \"enforce\"\nnames = [\"xmrig\", \"minerd\\n\"]\n");
+    let out = minerguard().arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!(
+            "{}:2:19: name \"minerd\\n\" contains whitespace (U+000A): names cannot contain whitespace or control characters",
+            path.display()
+        )
+    );
+}
+
+/// `status` as a user who may not read the pins (the pin directory is root's, mode 0700) must
+/// say so, with exit status 4, not report "inactive" (3). The test points `status`'s access
+/// check at a directory nobody may search (MINERGUARD_TEST_STATUS_PROBE_DIR, for tests only)
+/// and runs it as nobody with setpriv; it needs root to switch users and is skipped otherwise.
+#[test]
+fn status_without_permission_says_so_with_exit_4() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() || which("setpriv").is_none() {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("minerguard");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // The binary must be reachable by nobody: tempdir is 0700, the build tree is not.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for json in [false, true] {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_minerguard"))
+            .arg("status")
+            .env("MINERGUARD_TEST_STATUS_PROBE_DIR", &locked);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{stderr}");
+        assert!(stderr.contains("permission denied"), "{stderr}");
+        assert!(stderr.contains("as root"), "{stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    })
 }
