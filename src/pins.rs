@@ -346,7 +346,13 @@ impl Pinned {
     /// `None` when nothing of this ABI is pinned. An incomplete set (an agent crashed
     /// while pinning) is an error that says so; `run` replaces it, `disable` removes it.
     pub fn open() -> Result<Option<Pinned>> {
-        if !config_path().exists() {
+        // try_exists: a user who may not look into the pin directory is told so, not told
+        // that nothing is enforced.
+        let path = config_path();
+        if !path
+            .try_exists()
+            .with_context(|| format!("looking for {}", path.display()))?
+        {
             return Ok(None);
         }
         if let Some(missing) = PINNED_MAPS.iter().find(|m| !map_path(m).exists()) {
