@@ -8,20 +8,28 @@ EVENTS=/tmp/events.jsonl       # agent stdout: one JSON event per line
 AGENT_LOG=/tmp/agent.log       # agent stderr: tracing JSON log lines
 AGENT_PID=
 cd /tmp || exit 1
+# ev_filter: conditions on events by JSON field (KEY=STRING, KEY:=JSON, jq EXPR); see there.
+# shellcheck source=events.sh
+. /mg/events.sh
 
-# fail MSG: record why, show what the agent said and saw, stop. /init prints MG-RESULT.
+# fail MSG: record why, show what the agent said and saw, stop. /init prints MG-RESULT with
+# the first reason recorded. (On stderr: inside $(...) it still reaches the console.)
 fail() {
-	echo "FAIL: $*"
-	echo "$*" > "$MG_RUN/reason"
-	echo "--- agent log ($AGENT_LOG)"; tail -n 40 "$AGENT_LOG" 2>/dev/null
-	echo "--- events ($EVENTS)"; tail -n 20 "$EVENTS" 2>/dev/null
-	echo "---"
+	{
+		echo "FAIL: $*"
+		echo "--- agent log ($AGENT_LOG)"; tail -n 40 "$AGENT_LOG" 2>/dev/null
+		echo "--- events ($EVENTS)"; tail -n 20 "$EVENTS" 2>/dev/null
+		echo "---"
+	} >&2
+	[ -s "$MG_RUN/reason" ] || echo "$*" > "$MG_RUN/reason"
 	[ -n "$AGENT_PID" ] && kill -KILL "$AGENT_PID" 2>/dev/null
 	exit 1
 }
 
 # pass: the scenario reached its end. /init requires this marker: an early `exit 0` is not a pass.
+# A `fail` inside $(...) or a subshell stops only that subshell: its reason still fails the scenario.
 pass() {
+	[ -s "$MG_RUN/reason" ] && fail "$(head -n 1 "$MG_RUN/reason")"
 	[ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null && fail "agent still running at the end (scenario bug: call stop_agent)"
 	touch "$MG_RUN/passed"
 	exit 0
@@ -75,19 +83,24 @@ stop_agent() {
 	return "$_rc"
 }
 
-# events_matching STR...: event lines containing every STR (all events without STR).
-# The events are compact JSON, so match fields as e.g. '"action":"blocked"' or '"pid":123,'.
-events_matching() {
-	_out=$(cat "$EVENTS" 2>/dev/null)
-	for _s; do _out=$(printf '%s\n' "$_out" | grep -F -- "$_s"); done
+# events_where COND...: the events (compact JSON, one a line) meeting every COND (events.sh:
+# KEY=STRING, KEY:=JSON or a jq expression), e.g. events_where action=blocked "pid:=$pid".
+# Returns 1 if there is none. Only whole lines are read: the agent may be writing the last one.
+# An events file that is not JSON fails the scenario.
+events_where() {
+	[ -s "$EVENTS" ] || return 1
+	ev_filter "$@"
+	_nl=$(wc -l < "$EVENTS")
+	_out=$(head -n "$((_nl))" "$EVENTS" | jq -c "select($EV_FILTER)") ||
+		fail "jq cannot select [$EV_FILTER] from $EVENTS (not JSON events?)"
 	[ -n "$_out" ] && printf '%s\n' "$_out"
 }
-count_events() { events_matching "$@" | grep -c .; }
+count_events() { events_where "$@" | grep -c .; }
 
-# wait_for_event STR...: events come through a ring buffer, asynchronously; poll ~10 s.
+# wait_for_event COND...: events come through a ring buffer, asynchronously; poll ~10 s.
 wait_for_event() {
 	_i=0
-	until events_matching "$@" >/dev/null; do
+	until events_where "$@" >/dev/null; do
 		_i=$((_i + 1))
 		[ "$_i" -ge 100 ] && return 1
 		sleep 0.1
@@ -104,7 +117,7 @@ wait_for_log() {
 	done
 }
 
-# expect_events N STR...: exactly N events match. After the first one, wait 1 s more, so a
+# expect_events N COND...: exactly N events match. After the first one, wait 1 s more, so a
 # duplicate event, which would arrive just after, is counted too.
 expect_events() {
 	_n=$1
@@ -115,7 +128,7 @@ expect_events() {
 	sleep 1
 	_got=$(count_events "$@")
 	[ "$_got" = "$_n" ] || fail "expected $_n event(s) matching [$*], got $_got"
-	[ $# -gt 0 ] && events_matching "$@" | sed 's/^/  event: /'   # for the console log
+	[ $# -gt 0 ] && events_where "$@" | sed 's/^/  event: /'   # for the console log
 	return 0
 }
 
@@ -177,16 +190,16 @@ expect_outcome() {
 	if [ "$1" = enforce ]; then expect_blocked "$2 (enforce)"; else expect_ran "$2 (audit)"; fi
 }
 
-# expect_exec_event MODE MATCHED_ON MATCHED_NAME FILE_NAME [STR...]: exactly one event comes
+# expect_exec_event MODE MATCHED_ON MATCHED_NAME FILE_NAME [COND...]: exactly one event comes
 # from the last try_exec (its pid, or a child of it: a shell may fork before it execs), and it
-# has the action of MODE, these fields and each STR. Nothing else comes from that pid.
+# has the action of MODE, these fields and meets each COND. Nothing else comes from that pid.
 expect_exec_event() {
 	_m=$1 _on=$2 _nm=$3 _fn=$4
 	shift 4
 	[ -n "$EXEC_PID" ] || fail "expect_exec_event: the last try_exec recorded no pid (use /mg/pidexec)"
 	_a=$(action_of "$_m")
 	_i=0
-	until [ -n "$(pid_events "$EXEC_PID")" ]; do
+	until pid_events "$EXEC_PID" >/dev/null; do
 		_i=$((_i + 1))
 		[ "$_i" -ge 100 ] && fail "no event from pid $EXEC_PID (or its child) within 10 s; wanted $_a $_on $_nm $_fn"
 		sleep 0.1
@@ -195,14 +208,20 @@ expect_exec_event() {
 	_ev=$(pid_events "$EXEC_PID")
 	_n=$(printf '%s\n' "$_ev" | grep -c .)
 	[ "$_n" = 1 ] || fail "expected 1 event from pid $EXEC_PID, got $_n: $_ev"
-	for _s in "\"action\":\"$_a\"" "\"mode\":\"$_m\"" "\"matched_on\":\"$_on\"" \
-		"\"matched_name\":\"$_nm\"" "\"file_name\":\"$_fn\"" "$@"; do
-		case $_ev in *"$_s"*) ;; *) fail "event from pid $EXEC_PID lacks $_s: $_ev" ;; esac
-	done
+	set -- "action=$_a" "mode=$_m" "matched_on=$_on" "matched_name=$_nm" "file_name=$_fn" "$@"
+	ev_filter "$@"
+	_ok=$(printf '%s\n' "$_ev" | jq "$EV_FILTER") || fail "jq cannot evaluate [$EV_FILTER] on: $_ev"
+	if [ "$_ok" != true ]; then
+		for _c; do
+			ev_cond "$_c"
+			[ "$(printf '%s\n' "$_ev" | jq "$EV_COND")" = true ] || fail "event from pid $EXEC_PID lacks $_c: $_ev"
+		done
+		fail "event from pid $EXEC_PID does not meet [$EV_FILTER]: $_ev"
+	fi
 	echo "  event: $_ev"
 }
 # pid_events PID: events whose pid or ppid is PID.
-pid_events() { grep -E "\"p?pid\":$1," "$EVENTS" 2>/dev/null; }
+pid_events() { events_where "(.pid == $1 or .ppid == $1)"; }
 
 # sentinel: exec /tmp/mg-sentinel (a copy of true; the policy must list mg-sentinel) and wait
 # for its event. Events are read in order: once it is in, any earlier exec's event is in too.
@@ -210,7 +229,7 @@ sentinel() {
 	[ -x /tmp/mg-sentinel ] || cp /bin/true /tmp/mg-sentinel
 	sh -c 'echo $$ > /tmp/sentinel.pid; exec /tmp/mg-sentinel' 2>/dev/null
 	_sp=$(cat /tmp/sentinel.pid)
-	wait_for_event "\"pid\":$_sp," '"matched_name":"mg-sentinel"' ||
+	wait_for_event "pid:=$_sp" matched_name=mg-sentinel ||
 		fail "no event for the sentinel exec (pid $_sp) within 10 s"
 }
 
