@@ -85,27 +85,42 @@ stop_agent() {
 
 # events_where COND...: the events (compact JSON, one a line) meeting every COND (events.sh:
 # KEY=STRING, KEY:=JSON or a jq expression), e.g. events_where action=blocked "pid:=$pid".
-# Returns 1 if there is none. Only whole lines are read: the agent may be writing the last one.
-# An events file that is not JSON fails the scenario.
-events_where() {
-	[ -s "$EVENTS" ] || return 1
-	ev_filter "$@"
-	_nl=$(wc -l < "$EVENTS")
-	_out=$(head -n "$((_nl))" "$EVENTS" | jq -c "select($EV_FILTER)") ||
-		fail "jq cannot select [$EV_FILTER] from $EVENTS (not JSON events?)"
-	[ -n "$_out" ] && printf '%s\n' "$_out"
-}
+# Returns 1 if there is none. An events file that is not JSON fails the scenario.
+events_where() { ev_filter "$@"; _ev_jq "$EV_FILTER"; }
 count_events() { events_where "$@" | grep -c .; }
 
-# wait_for_event COND...: events come through a ring buffer, asynchronously; poll ~10 s.
-wait_for_event() {
-	_i=0
-	until events_where "$@" >/dev/null; do
+# _ev_jq SELECT [OUTPUT]: each event for which the jq expression SELECT is true, printed as the
+# jq expression OUTPUT (default: the event). Only whole lines are read: the agent may be
+# writing the last one. Returns 1 if there is none.
+_ev_jq() {
+	[ -s "$EVENTS" ] || return 1
+	_nl=$(wc -l < "$EVENTS")
+	_out=$(head -n "$((_nl))" "$EVENTS" | jq -c "select($1) | ${2:-.}") ||
+		fail "jq cannot select [$1] from $EVENTS (not JSON events?)"
+	[ -n "$_out" ] && printf '%s\n' "$_out"
+}
+# _ev_size: the events file's size in bytes (it only grows: the same size, nothing new).
+_ev_size() { [ -f "$EVENTS" ] && wc -c < "$EVENTS"; }
+# _ev_poll SELECT [OUTPUT]: events come through a ring buffer, asynchronously: poll ~10 s until
+# some event meets SELECT. Then /tmp/mg-ev.out holds what _ev_jq printed, and _EV_SIZE the
+# file's size before it was read. jq runs again only when the file has grown (jq starts slowly
+# under emulation).
+_ev_poll() {
+	_i=0 _seen=none
+	while :; do
+		_EV_SIZE=$(_ev_size)
+		if [ "$_EV_SIZE" != "$_seen" ]; then
+			_ev_jq "$@" > /tmp/mg-ev.out && return 0
+			_seen=$_EV_SIZE
+		fi
 		_i=$((_i + 1))
 		[ "$_i" -ge 100 ] && return 1
 		sleep 0.1
 	done
 }
+
+# wait_for_event COND...: poll ~10 s for an event meeting every COND.
+wait_for_event() { ev_filter "$@"; _ev_poll "$EV_FILTER"; }
 
 # wait_for_log STR: poll the agent log ~20 s for a line containing STR.
 wait_for_log() {
@@ -126,9 +141,10 @@ expect_events() {
 		wait_for_event "$@" || fail "no event matching [$*] within 10 s"
 	fi
 	sleep 1
-	_got=$(count_events "$@")
+	_ev=$(events_where "$@")
+	_got=$(printf '%s' "$_ev" | grep -c .)
 	[ "$_got" = "$_n" ] || fail "expected $_n event(s) matching [$*], got $_got"
-	[ $# -gt 0 ] && events_where "$@" | sed 's/^/  event: /'   # for the console log
+	[ $# -gt 0 ] && [ -n "$_ev" ] && printf '%s\n' "$_ev" | sed 's/^/  event: /'   # for the console log
 	return 0
 }
 
@@ -198,20 +214,19 @@ expect_exec_event() {
 	shift 4
 	[ -n "$EXEC_PID" ] || fail "expect_exec_event: the last try_exec recorded no pid (use /mg/pidexec)"
 	_a=$(action_of "$_m")
-	_i=0
-	until pid_events "$EXEC_PID" >/dev/null; do
-		_i=$((_i + 1))
-		[ "$_i" -ge 100 ] && fail "no event from pid $EXEC_PID (or its child) within 10 s; wanted $_a $_on $_nm $_fn"
-		sleep 0.1
-	done
-	sleep 0.5   # a duplicate would arrive just after
-	_ev=$(pid_events "$EXEC_PID")
-	_n=$(printf '%s\n' "$_ev" | grep -c .)
-	[ "$_n" = 1 ] || fail "expected 1 event from pid $EXEC_PID, got $_n: $_ev"
 	set -- "action=$_a" "mode=$_m" "matched_on=$_on" "matched_name=$_nm" "file_name=$_fn" "$@"
 	ev_filter "$@"
-	_ok=$(printf '%s\n' "$_ev" | jq "$EV_FILTER") || fail "jq cannot evaluate [$EV_FILTER] on: $_ev"
-	if [ "$_ok" != true ]; then
+	# Each event of the pid as [meets every condition, event].
+	_sel="(.pid == $EXEC_PID or .ppid == $EXEC_PID)" _pair="[($EV_FILTER), .]"
+	_ev_poll "$_sel" "$_pair" ||
+		fail "no event from pid $EXEC_PID (or its child) within 10 s; wanted $_a $_on $_nm $_fn"
+	_sz=$_EV_SIZE
+	sleep 0.5   # a duplicate would arrive just after
+	[ "$(_ev_size)" = "$_sz" ] || _ev_jq "$_sel" "$_pair" > /tmp/mg-ev.out
+	_n=$(grep -c . /tmp/mg-ev.out)
+	_ev=$(sed 's/^\[[a-z]*,//; s/\]$//' /tmp/mg-ev.out)
+	[ "$_n" = 1 ] || fail "expected 1 event from pid $EXEC_PID, got $_n: $_ev"
+	if ! grep -q '^\[true,{' /tmp/mg-ev.out; then
 		for _c; do
 			ev_cond "$_c"
 			[ "$(printf '%s\n' "$_ev" | jq "$EV_COND")" = true ] || fail "event from pid $EXEC_PID lacks $_c: $_ev"
