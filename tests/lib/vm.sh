@@ -3,14 +3,15 @@
 # tests/systemd-vm/run and bench/run (bash). One boot of a Debian stock kernel named in
 # tests/vm/kernels under QEMU/TCG (this machine's kernel refuses BPF-LSM programs, KVM hangs):
 # the console goes to a log file, its tagged lines (MG-* or MGB-*) are shown as progress, the
-# guest must say it runs the kernel named (its BOOT line carries kernel=`uname -r`), and a boot
-# that broke down on the known TCG trap is tried once more. Then the MG-RESULT/MG-TIME tally.
+# guest must say it runs the kernel named (its BOOT line carries kernel=`uname -r`; any other
+# kernel stops the VM at once and fails the boot with a FAIL line), and a boot that broke down
+# on the known TCG trap is tried once more. Then the MG-RESULT/MG-TIME tally.
 #
 # Settings, read by vm_boot (the caller sets them after sourcing):
 #   VM_ACCEL    array: QEMU accelerator and CPU options (default: multi-threaded TCG, 2 vCPUs)
 #   VM_MEM      guest RAM in MiB (default 1024)
-#   VM_PREFIX   the guest's console tag: MG- (tests) or MGB- (bench); the guest prints
-#               <tag>BOOT kernel=RELEASE ... first and <tag>DONE last
+#   VM_PREFIX   the guest's console tag: MG- (tests) or MGB- (bench); the guest's first tagged
+#               line is <tag>BOOT kernel=RELEASE ..., its last <tag>DONE
 #   VM_TIMEOUT  hard limit per boot in seconds (default 1800)
 #   VM_LOG_DIR  where console logs go (default $MINERGUARD_CACHE/logs)
 #   VM_OUT      file descriptor for the progress and BOOT lines (default 1)
