@@ -94,7 +94,11 @@ rss_kb() { while read -r _k _v _u; do [ "$_k" = VmRSS: ] && echo "$_v"; done < "
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$AGENT/stat"; }
 cpu_ns() { cat /proc/"$AGENT"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
 count_lines() { wc -l < "$1" | tr -d ' '; }
-lost_total() { grep 'events lost' /tmp/agent.log | sed -n 's/.*"lost_total":\([0-9]*\).*/\1/p' | tail -n 1; }
+# The last "events lost" log line's lost_total (the log is JSON lines; jq is in the test image).
+lost_total() {
+	jq -R 'fromjson? | select((.message // "" | contains("events lost")) and .lost_total != null) | .lost_total' \
+		/tmp/agent.log | tail -n 1
+}
 
 # measure ROUND CONFIG: one timed exec loop of the unlisted static nop.
 measure() {

@@ -8,20 +8,28 @@ EVENTS=/tmp/events.jsonl       # agent stdout: one JSON event per line
 AGENT_LOG=/tmp/agent.log       # agent stderr: tracing JSON log lines
 AGENT_PID=
 cd /tmp || exit 1
+# ev_filter: conditions on events by JSON field (KEY=STRING, KEY:=JSON, jq EXPR); see there.
+# shellcheck source=events.sh
+. /mg/events.sh
 
-# fail MSG: record why, show what the agent said and saw, stop. /init prints MG-RESULT.
+# fail MSG: record why, show what the agent said and saw, stop. /init prints MG-RESULT with
+# the first reason recorded. (On stderr: inside $(...) it still reaches the console.)
 fail() {
-	echo "FAIL: $*"
-	echo "$*" > "$MG_RUN/reason"
-	echo "--- agent log ($AGENT_LOG)"; tail -n 40 "$AGENT_LOG" 2>/dev/null
-	echo "--- events ($EVENTS)"; tail -n 20 "$EVENTS" 2>/dev/null
-	echo "---"
+	{
+		echo "FAIL: $*"
+		echo "--- agent log ($AGENT_LOG)"; tail -n 40 "$AGENT_LOG" 2>/dev/null
+		echo "--- events ($EVENTS)"; tail -n 20 "$EVENTS" 2>/dev/null
+		echo "---"
+	} >&2
+	[ -s "$MG_RUN/reason" ] || echo "$*" > "$MG_RUN/reason"
 	[ -n "$AGENT_PID" ] && kill -KILL "$AGENT_PID" 2>/dev/null
 	exit 1
 }
 
 # pass: the scenario reached its end. /init requires this marker: an early `exit 0` is not a pass.
+# A `fail` inside $(...) or a subshell stops only that subshell: its reason still fails the scenario.
 pass() {
+	[ -s "$MG_RUN/reason" ] && fail "$(head -n 1 "$MG_RUN/reason")"
 	[ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null && fail "agent still running at the end (scenario bug: call stop_agent)"
 	touch "$MG_RUN/passed"
 	exit 0
@@ -75,19 +83,36 @@ stop_agent() {
 	return "$_rc"
 }
 
-# events_matching STR...: event lines containing every STR (all events without STR).
-# The events are compact JSON, so match fields as e.g. '"action":"blocked"' or '"pid":123,'.
-events_matching() {
-	_out=$(cat "$EVENTS" 2>/dev/null)
-	for _s; do _out=$(printf '%s\n' "$_out" | grep -F -- "$_s"); done
+# events_where COND...: the events (compact JSON, one a line) meeting every COND (events.sh:
+# KEY=STRING, KEY:=JSON or a jq expression), e.g. events_where action=blocked "pid:=$pid".
+# Returns 1 if there is none. An events file that is not JSON fails the scenario.
+events_where() { ev_filter "$@"; _ev_jq "$EV_FILTER"; }
+count_events() { events_where "$@" | grep -c .; }
+
+# _ev_jq SELECT [OUTPUT]: each event for which the jq expression SELECT is true, printed as the
+# jq expression OUTPUT (default: the event). Only whole lines are read: the agent may be
+# writing the last one. Returns 1 if there is none.
+_ev_jq() {
+	[ -s "$EVENTS" ] || return 1
+	_nl=$(wc -l < "$EVENTS")
+	_out=$(head -n "$((_nl))" "$EVENTS" | jq -c "select($1) | ${2:-.}") ||
+		fail "jq cannot select [$1] from $EVENTS (not JSON events?)"
 	[ -n "$_out" ] && printf '%s\n' "$_out"
 }
-count_events() { events_matching "$@" | grep -c .; }
-
-# wait_for_event STR...: events come through a ring buffer, asynchronously; poll ~10 s.
-wait_for_event() {
-	_i=0
-	until events_matching "$@" >/dev/null; do
+# _ev_size: the events file's size in bytes (it only grows: the same size, nothing new).
+_ev_size() { [ -f "$EVENTS" ] && wc -c < "$EVENTS"; }
+# _ev_poll SELECT [OUTPUT]: events come through a ring buffer, asynchronously: poll ~10 s until
+# some event meets SELECT. Then /tmp/mg-ev.out holds what _ev_jq printed, and _EV_SIZE the
+# file's size before it was read. jq runs again only when the file has grown (jq starts slowly
+# under emulation).
+_ev_poll() {
+	_i=0 _seen=none
+	while :; do
+		_EV_SIZE=$(_ev_size)
+		if [ "$_EV_SIZE" != "$_seen" ]; then
+			_ev_jq "$@" > /tmp/mg-ev.out && return 0
+			_seen=$_EV_SIZE
+		fi
 		_i=$((_i + 1))
 		[ "$_i" -ge 100 ] && return 1
 		sleep 0.1
@@ -106,6 +131,9 @@ reload_agent() {
 	done
 }
 
+# wait_for_event COND...: poll ~10 s for an event meeting every COND.
+wait_for_event() { ev_filter "$@"; _ev_poll "$EV_FILTER"; }
+
 # wait_for_log STR: poll the agent log ~20 s for a line containing STR.
 wait_for_log() {
 	_i=0
@@ -116,7 +144,7 @@ wait_for_log() {
 	done
 }
 
-# expect_events N STR...: exactly N events match. After the first one, wait 1 s more, so a
+# expect_events N COND...: exactly N events match. After the first one, wait 1 s more, so a
 # duplicate event, which would arrive just after, is counted too.
 expect_events() {
 	_n=$1
@@ -125,9 +153,10 @@ expect_events() {
 		wait_for_event "$@" || fail "no event matching [$*] within 10 s"
 	fi
 	sleep 1
-	_got=$(count_events "$@")
+	_ev=$(events_where "$@")
+	_got=$(printf '%s' "$_ev" | grep -c .)
 	[ "$_got" = "$_n" ] || fail "expected $_n event(s) matching [$*], got $_got"
-	[ $# -gt 0 ] && events_matching "$@" | sed 's/^/  event: /'   # for the console log
+	[ $# -gt 0 ] && [ -n "$_ev" ] && printf '%s\n' "$_ev" | sed 's/^/  event: /'   # for the console log
 	return 0
 }
 
@@ -189,32 +218,37 @@ expect_outcome() {
 	if [ "$1" = enforce ]; then expect_blocked "$2 (enforce)"; else expect_ran "$2 (audit)"; fi
 }
 
-# expect_exec_event MODE MATCHED_ON MATCHED_NAME FILE_NAME [STR...]: exactly one event comes
+# expect_exec_event MODE MATCHED_ON MATCHED_NAME FILE_NAME [COND...]: exactly one event comes
 # from the last try_exec (its pid, or a child of it: a shell may fork before it execs), and it
-# has the action of MODE, these fields and each STR. Nothing else comes from that pid.
+# has the action of MODE, these fields and meets each COND. Nothing else comes from that pid.
 expect_exec_event() {
 	_m=$1 _on=$2 _nm=$3 _fn=$4
 	shift 4
 	[ -n "$EXEC_PID" ] || fail "expect_exec_event: the last try_exec recorded no pid (use /mg/pidexec)"
 	_a=$(action_of "$_m")
-	_i=0
-	until [ -n "$(pid_events "$EXEC_PID")" ]; do
-		_i=$((_i + 1))
-		[ "$_i" -ge 100 ] && fail "no event from pid $EXEC_PID (or its child) within 10 s; wanted $_a $_on $_nm $_fn"
-		sleep 0.1
-	done
+	set -- "action=$_a" "mode=$_m" "matched_on=$_on" "matched_name=$_nm" "file_name=$_fn" "$@"
+	ev_filter "$@"
+	# Each event of the pid as [meets every condition, event].
+	_sel="(.pid == $EXEC_PID or .ppid == $EXEC_PID)" _pair="[($EV_FILTER), .]"
+	_ev_poll "$_sel" "$_pair" ||
+		fail "no event from pid $EXEC_PID (or its child) within 10 s; wanted $_a $_on $_nm $_fn"
+	_sz=$_EV_SIZE
 	sleep 0.5   # a duplicate would arrive just after
-	_ev=$(pid_events "$EXEC_PID")
-	_n=$(printf '%s\n' "$_ev" | grep -c .)
+	[ "$(_ev_size)" = "$_sz" ] || _ev_jq "$_sel" "$_pair" > /tmp/mg-ev.out
+	_n=$(grep -c . /tmp/mg-ev.out)
+	_ev=$(sed 's/^\[[a-z]*,//; s/\]$//' /tmp/mg-ev.out)
 	[ "$_n" = 1 ] || fail "expected 1 event from pid $EXEC_PID, got $_n: $_ev"
-	for _s in "\"action\":\"$_a\"" "\"mode\":\"$_m\"" "\"matched_on\":\"$_on\"" \
-		"\"matched_name\":\"$_nm\"" "\"file_name\":\"$_fn\"" "$@"; do
-		case $_ev in *"$_s"*) ;; *) fail "event from pid $EXEC_PID lacks $_s: $_ev" ;; esac
-	done
+	if ! grep -q '^\[true,{' /tmp/mg-ev.out; then
+		for _c; do
+			ev_cond "$_c"
+			[ "$(printf '%s\n' "$_ev" | jq "$EV_COND")" = true ] || fail "event from pid $EXEC_PID lacks $_c: $_ev"
+		done
+		fail "event from pid $EXEC_PID does not meet [$EV_FILTER]: $_ev"
+	fi
 	echo "  event: $_ev"
 }
 # pid_events PID: events whose pid or ppid is PID.
-pid_events() { grep -E "\"p?pid\":$1," "$EVENTS" 2>/dev/null; }
+pid_events() { events_where "(.pid == $1 or .ppid == $1)"; }
 
 # sentinel: exec /tmp/mg-sentinel (a copy of true; the policy must list mg-sentinel) and wait
 # for its event. Events are read in order: once it is in, any earlier exec's event is in too.
@@ -222,7 +256,7 @@ sentinel() {
 	[ -x /tmp/mg-sentinel ] || cp /bin/true /tmp/mg-sentinel
 	sh -c 'echo $$ > /tmp/sentinel.pid; exec /tmp/mg-sentinel' 2>/dev/null
 	_sp=$(cat /tmp/sentinel.pid)
-	wait_for_event "\"pid\":$_sp," '"matched_name":"mg-sentinel"' ||
+	wait_for_event "pid:=$_sp" matched_name=mg-sentinel ||
 		fail "no event for the sentinel exec (pid $_sp) within 10 s"
 }
 

@@ -31,12 +31,27 @@ expect_ran "id as tester in a cgroup"
 [ -n "$EXEC_PID" ] || fail "pidexec recorded no pid"
 [ "$(stat -c %i /sys/fs/cgroup/mgh)" -gt 0 ] || fail "cgroup inode is 0"
 
-# The event helpers count what they should (on a made-up events file).
-printf '%s\n' '{"action":"blocked","pid":12,"matched_name":"xmrig"}' '{"action":"audited","pid":123,"matched_name":"xmrig"}' > "$EVENTS"
-[ "$(count_events)" = 2 ] || fail "count_events: $(count_events) (want 2)"
-[ "$(count_events '"pid":12,')" = 1 ] || fail "count_events pid: $(count_events '"pid":12,')"
-[ "$(count_events xmrig '"action":"audited"')" = 1 ] || fail "count_events 2 strings"
-[ "$(count_events minerd)" = 0 ] || fail "count_events no match: $(count_events minerd)"
+# The event helpers select by JSON field, whatever the key order, and a number is not a
+# string (on a made-up events file).
+printf '%s\n' '{"action":"blocked","pid":12,"matched_name":"xmrig"}' \
+	'{"pid":123,"matched_name":"xmrig","action":"audited","ppid":12}' \
+	'{"matched_name":"true","action":"blocked","pid":"12"}' > "$EVENTS"
+[ "$(count_events)" = 3 ] || fail "count_events: $(count_events) (want 3)"
+[ "$(count_events pid:=12)" = 1 ] || fail "count_events pid:=12: $(count_events pid:=12) (want 1)"
+[ "$(count_events pid=12)" = 1 ] || fail "count_events pid=12 (the string): $(count_events pid=12) (want 1)"
+[ "$(count_events matched_name=xmrig action=audited)" = 1 ] || fail "count_events 2 conditions"
+[ "$(count_events action=audited matched_name=xmrig)" = 1 ] || fail "count_events 2 conditions, other order"
+[ "$(count_events matched_name=true)" = 1 ] || fail "count_events matched_name=true (the string)"
+[ "$(count_events matched_name:=true)" = 0 ] || fail "count_events matched_name:=true (the boolean)"
+[ "$(count_events matched_name=minerd)" = 0 ] || fail "count_events no match: $(count_events matched_name=minerd)"
+[ "$(count_events '.pid == 123 or .pid == 12')" = 2 ] || fail "count_events with a jq expression"
+[ "$(pid_events 12 | grep -c .)" = 2 ] || fail "pid_events 12 (pid or ppid): $(pid_events 12)"
+printf '{"action":"blocked","pid":7' >> "$EVENTS"     # a line the agent is still writing
+[ "$(count_events)" = 3 ] || fail "count_events read a partial line: $(count_events)"
+echo 'not JSON' > "$EVENTS"
+count_events >/dev/null 2>&1      # fails the scenario (in a subshell here: the reason stays)
+[ -s "$MG_RUN/reason" ] || fail "an events file that is not JSON went unnoticed"
+rm "$MG_RUN/reason"
 rm "$EVENTS"
 [ "$(count_events)" = 0 ] || fail "count_events without file: $(count_events)"
 pass

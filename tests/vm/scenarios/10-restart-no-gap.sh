@@ -39,8 +39,9 @@ attempts=$(grep -c . /tmp/loop.out)
 ran=$(grep -c '^ok$' /tmp/loop.out)
 # Distinct pids: every attempt is a new process, and an event an agent wrote just before it
 # was killed (not yet marked as read) is delivered again to the next one.
-events=$(cat /tmp/events.jsonl /tmp/events-1.jsonl /tmp/events-2.jsonl | grep '"matched_name":"xmrig"' |
-	sed 's/.*"pid":\([0-9]*\),.*/\1/' | sort -u | grep -c .)
+cat /tmp/events.jsonl /tmp/events-1.jsonl /tmp/events-2.jsonl > /tmp/events-all.jsonl
+EVENTS=/tmp/events-all.jsonl
+events=$(events_where matched_name=xmrig | jq .pid | sort -u | grep -c .)
 lost=$(minerguard status --json | sed -n 's/.*"lost":\([0-9]*\).*/\1/p')
 echo "MG-FIGURE restart: $attempts execs attempted, $ran ran, $((attempts - ran)) blocked; $events events reported, ${lost:-?} lost"
 [ "$attempts" -ge 20 ] || fail "only $attempts execs attempted: the loop did not run"

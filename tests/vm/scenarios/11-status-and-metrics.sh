@@ -7,7 +7,7 @@ start_agent /tmp/policy.toml --metrics-addr 127.0.0.1:9464
 cp /bin/sleep /tmp/xmrig
 try_exec /mg/pidexec /tmp/xmrig 0
 expect_ran "xmrig in audit mode"
-expect_events 1 '"action":"audited"'
+expect_events 1 action=audited
 
 minerguard status >/tmp/status.out || fail "status exited $? while enforcing"
 cat /tmp/status.out

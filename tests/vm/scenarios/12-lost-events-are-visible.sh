@@ -24,7 +24,7 @@ EVENTS=/tmp/events-2.jsonl AGENT_LOG=/tmp/agent-2.log
 start_agent /tmp/policy.toml
 wait_for_log '"lost_total":'"$lost" || fail "the new agent's log does not report the $lost lost events"
 sleep 2
-got=$(grep -c '"action":"blocked"' "$EVENTS")
+got=$(count_events action=blocked)
 echo "MG-FIGURE lost: $n blocked with no agent, $got reported after restart, $lost lost"
 [ "$((got + lost))" = "$n" ] || fail "$got reported + $lost lost != $n blocked"
 stop_agent || fail "agent exited with status $? on SIGTERM"

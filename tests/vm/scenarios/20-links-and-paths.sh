@@ -20,26 +20,26 @@ for mode in enforce audit; do
 	set_mode "$mode"
 	try_exec /mg/pidexec /tmp/innocent-link 0
 	expect_outcome "$mode" "/tmp/innocent-link -> /tmp/xmrig"
-	expect_exec_event "$mode" file xmrig xmrig '"filename":"/tmp/innocent-link"'
+	expect_exec_event "$mode" file xmrig xmrig filename=/tmp/innocent-link
 
 	try_exec /mg/pidexec /tmp/d/xmrig
 	expect_outcome "$mode" "/tmp/d/xmrig -> /bin/true"
-	expect_exec_event "$mode" process_name xmrig true '"filename":"/tmp/d/xmrig"'
+	expect_exec_event "$mode" process_name xmrig true filename=/tmp/d/xmrig
 
 	try_exec /mg/pidexec /tmp/h/xmrig 0
 	expect_outcome "$mode" "/tmp/h/xmrig (hardlink of /tmp/h/innocent)"
-	expect_exec_event "$mode" both xmrig xmrig '"filename":"/tmp/h/xmrig"'
+	expect_exec_event "$mode" both xmrig xmrig filename=/tmp/h/xmrig
 
 	# Relative paths: the event shows the path as given.
 	try_exec sh -c 'cd /tmp/r && exec /mg/pidexec ./xmrig 0'
 	expect_outcome "$mode" "./xmrig in /tmp/r"
-	expect_exec_event "$mode" both xmrig xmrig '"filename":"./xmrig"'
+	expect_exec_event "$mode" both xmrig xmrig filename=./xmrig
 	try_exec sh -c 'cd /tmp/r/sub && exec /mg/pidexec ../xmrig 0'
 	expect_outcome "$mode" "../xmrig from /tmp/r/sub"
-	expect_exec_event "$mode" both xmrig xmrig '"filename":"../xmrig"'
+	expect_exec_event "$mode" both xmrig xmrig filename=../xmrig
 	try_exec sh -c 'cd /tmp && exec /mg/pidexec r/xmrig 0'
 	expect_outcome "$mode" "r/xmrig from /tmp"
-	expect_exec_event "$mode" both xmrig xmrig '"filename":"r/xmrig"'
+	expect_exec_event "$mode" both xmrig xmrig filename=r/xmrig
 
 	# Known limits: the miner's bytes under a name that is not listed.
 	try_exec /mg/pidexec /tmp/kworker-helper 0

@@ -19,7 +19,7 @@ for mode in enforce audit; do
 	set_mode "$mode"
 	try_exec /mg/pidexec "/tmp/$long" 0
 	expect_outcome "$mode" "/tmp/$long"
-	expect_exec_event "$mode" both "$long" "$long" "\"filename\":\"/tmp/$long\""
+	expect_exec_event "$mode" both "$long" "$long" "filename=/tmp/$long"
 
 	try_exec /mg/pidexec "/tmp/d/$long"
 	expect_outcome "$mode" "/tmp/d/$long -> /bin/true"

@@ -24,11 +24,11 @@ for mode in enforce audit; do
 	set_mode "$mode"
 	try_exec /mg/pidexec sh /tmp/job.sh
 	expect_outcome "$mode" "sh /tmp/job.sh (runs /tmp/xmrig)"
-	expect_exec_event "$mode" both xmrig xmrig '"filename":"/tmp/xmrig"' '"comm":"sh"'
+	expect_exec_event "$mode" both xmrig xmrig filename=/tmp/xmrig comm=sh
 
 	try_exec /mg/pidexec /tmp/job-shebang.sh
 	expect_outcome "$mode" "/tmp/job-shebang.sh (#!/bin/sh, runs /tmp/xmrig)"
-	expect_exec_event "$mode" both xmrig xmrig '"filename":"/tmp/xmrig"'
+	expect_exec_event "$mode" both xmrig xmrig filename=/tmp/xmrig
 
 	try_exec /mg/pidexec /tmp/job-interp.sh
 	expect_outcome "$mode" "/tmp/job-interp.sh (#!/tmp/i/xmrig)"
@@ -36,17 +36,17 @@ for mode in enforce audit; do
 
 	try_exec /mg/pidexec /tmp/n/xmrig
 	expect_outcome "$mode" "/tmp/n/xmrig (a #! script named xmrig)"
-	expect_exec_event "$mode" both xmrig xmrig '"filename":"/tmp/n/xmrig"'
+	expect_exec_event "$mode" both xmrig xmrig filename=/tmp/n/xmrig
 
 	# The seed's one-liner, and a PATH lookup through a shell.
 	rm -f /tmp/o/xmrig
 	mkdir -p /tmp/o
 	try_exec /mg/pidexec sh -c 'cp /bin/sleep /tmp/o/xmrig; /tmp/o/xmrig 0'
 	expect_outcome "$mode" "sh -c 'cp /bin/sleep /tmp/o/xmrig; /tmp/o/xmrig 0'"
-	expect_exec_event "$mode" both xmrig xmrig '"filename":"/tmp/o/xmrig"'
+	expect_exec_event "$mode" both xmrig xmrig filename=/tmp/o/xmrig
 	try_exec /mg/pidexec env PATH=/tmp/o:/bin sh -c 'xmrig 0'
 	expect_outcome "$mode" "sh -c 'xmrig 0' with /tmp/o in PATH"
-	expect_exec_event "$mode" both xmrig xmrig '"filename":"/tmp/o/xmrig"'
+	expect_exec_event "$mode" both xmrig xmrig filename=/tmp/o/xmrig
 
 	# Known limit: the interpreter reads the script; the script itself is never executed.
 	try_exec /mg/pidexec sh /tmp/n/xmrig

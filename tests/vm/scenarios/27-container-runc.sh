@@ -35,11 +35,11 @@ for mode in enforce audit; do
 	else
 		[ "$st" = 0 ] || fail "xmrig in the container did not run in audit mode: status $st ($err)"
 	fi
-	expect_events 1 "\"container_id\":\"$id\"" "\"action\":\"$action\"" "\"mode\":\"$mode\"" \
-		'"matched_on":"both"' '"matched_name":"xmrig"' '"file_name":"xmrig"' '"filename":"/tmp/xmrig"' \
-		'"host":false' "\"cgroup\":\"$id\"" "\"cgroup_id\":$ino," '"uid":0,'
-	echo "container_runtime: $(events_matching "\"container_id\":\"$id\"" | sed -n 's/.*"container_runtime":\([^,}]*\).*/\1/p')"
-	[ "$(count_events "\"container_id\":\"$id\"")" = 1 ] || fail "more than one event names container $id"
+	expect_events 1 "container_id=$id" "action=$action" "mode=$mode" \
+		matched_on=both matched_name=xmrig file_name=xmrig filename=/tmp/xmrig \
+		host:=false "cgroup=$id" "cgroup_id:=$ino" uid:=0
+	echo "container_runtime: $(events_where "container_id=$id" | jq -c .container_runtime)"
+	[ "$(count_events "container_id=$id")" = 1 ] || fail "more than one event names container $id"
 	touch "$b/rootfs/tmp/go"
 	wait "$runc_pid" || fail "runc run $id exited with status $? (see above)"
 	[ ! -d "$cg" ] || fail "cgroup $cg left after the container exited"
@@ -48,7 +48,7 @@ for mode in enforce audit; do
 	try_exec in_cgroup mg27 /mg/pidexec /tmp/xmrig 0
 	expect_outcome "$mode" "/tmp/xmrig on the host"
 	hino=$(stat -c %i /sys/fs/cgroup/mg27)
-	expect_exec_event "$mode" both xmrig xmrig '"host":true' '"container_id":null' '"cgroup":"mg27"' "\"cgroup_id\":$hino,"
+	expect_exec_event "$mode" both xmrig xmrig host:=true container_id:=null cgroup=mg27 "cgroup_id:=$hino"
 done
 stop_agent || fail "agent exited with status $? on SIGTERM"
 minerguard disable >/dev/null 2>&1

@@ -22,20 +22,20 @@ reload() {
 		sleep 0.1
 	done
 }
-runc_events() { events_matching "\"file_name\":\"$runc_memfd\"" "$@"; }
+runc_events() { events_where "file_name=$runc_memfd" "$@"; }
 
 policy audit ''
 start_agent /tmp/policy.toml
 id=$(ctr_id 29-audit)
 make_bundle /tmp/b1 "$id" 'true'
 runc_run "$id" /tmp/b1 || fail "runc run (audit, no allow entry) failed: status $RUNC_RC"
-wait_for_event "\"file_name\":\"$runc_memfd\"" ||
+wait_for_event "file_name=$runc_memfd" ||
 	fail "no event for runc's memfd exec in audit mode: does this runc still clone itself into a memfd? events: $(cat "$EVENTS")"
 sleep 1
 n=$(runc_events | grep -c .)
 echo "runc's memfd execs seen in audit mode: $n"
 runc_events | sed 's/^/  event: /'
-[ "$(runc_events '"action":"audited"' '"matched_on":"memfd"' "\"matched_name\":\"$runc_memfd\"" | grep -c .)" = "$n" ] ||
+[ "$(runc_events action=audited matched_on=memfd "matched_name=$runc_memfd" | grep -c .)" = "$n" ] ||
 	fail "runc's memfd events are not all audited, matched_on memfd, matched_name $runc_memfd"
 
 policy enforce ''
@@ -43,7 +43,7 @@ reload
 id=$(ctr_id 29-enforce-no-allow)
 make_bundle /tmp/b2 "$id" 'true'
 runc_run "$id" /tmp/b2 && fail "runc started a container although its memfd exec is blocked"
-wait_for_event "\"file_name\":\"$runc_memfd\"" '"action":"blocked"' '"matched_on":"memfd"' ||
+wait_for_event "file_name=$runc_memfd" action=blocked matched_on=memfd ||
 	fail "no blocked event for runc's memfd exec"
 runc delete --force "$id" >/dev/null 2>&1
 rmdir "/sys/fs/cgroup/docker/$id" 2>/dev/null
@@ -61,12 +61,12 @@ runc_run "$id" /tmp/b3 || fail "runc run with the allow entry failed: status $RU
 [ "$(cat /tmp/b3/rootfs/tmp/memfd.status)" = 126 ] ||
 	fail "memfd 'innocent' in the container not blocked: $(cat /tmp/b3/rootfs/tmp/memfd.status) $(cat /tmp/b3/rootfs/tmp/memfd.err)"
 [ "$(cat /tmp/b3/rootfs/tmp/xmrig.status)" = 126 ] || fail "xmrig in the container not blocked"
-expect_events 1 "\"container_id\":\"$id\"" '"action":"blocked"' '"matched_on":"memfd"' '"matched_name":"memfd:innocent"' '"file_name":"memfd:innocent"'
-expect_events 1 "\"container_id\":\"$id\"" '"action":"blocked"' '"matched_name":"xmrig"'
+expect_events 1 "container_id=$id" action=blocked matched_on=memfd matched_name=memfd:innocent file_name=memfd:innocent
+expect_events 1 "container_id=$id" action=blocked matched_name=xmrig
 
 try_exec /mg/pidexec /mg/bin/memfdexec innocent /bin/sleep 0
 expect_blocked "memfd 'innocent' on the host"
-expect_exec_event enforce memfd memfd:innocent memfd:innocent '"host":true'
+expect_exec_event enforce memfd memfd:innocent memfd:innocent host:=true
 # Known limit: the allow-list holds names, and the name of a memfd is its creator's choice.
 try_exec /mg/pidexec /mg/bin/memfdexec runc_cloned:/proc/self/exe /bin/sleep 0
 expect_ran "a memfd named like runc's (known limit)"

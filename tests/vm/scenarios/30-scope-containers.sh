@@ -17,8 +17,8 @@ for mode in enforce audit; do
 	set_mode "$mode"
 	try_exec in_cgroup mg30 /mg/pidexec /tmp/xmrig 0
 	expect_ran "/tmp/xmrig on the host, scope containers, $mode"
-	expect_events 1 "\"pid\":$EXEC_PID," '"action":"audited"' "\"mode\":\"$mode\"" '"host":true' \
-		'"matched_on":"both"' '"matched_name":"xmrig"' '"container_id":null'
+	expect_events 1 "pid:=$EXEC_PID" action=audited "mode=$mode" host:=true \
+		matched_on=both matched_name=xmrig container_id:=null
 
 	id=$(ctr_id "30-$mode")
 	make_bundle "/tmp/b-$mode" "$id" 'cp /bin/sleep /tmp/xmrig
@@ -32,8 +32,8 @@ echo $? > /tmp/xmrig.status'
 	else
 		[ "$st" = 0 ] || fail "xmrig in a container did not run in audit mode: status $st"
 	fi
-	expect_events 1 "\"container_id\":\"$id\"" "\"action\":\"$(action_of "$mode")\"" "\"mode\":\"$mode\"" \
-		'"host":false' '"matched_on":"both"' '"matched_name":"xmrig"'
+	expect_events 1 "container_id=$id" "action=$(action_of "$mode")" "mode=$mode" \
+		host:=false matched_on=both matched_name=xmrig
 done
 
 # Back to scope "all" (reload): the host exec is blocked again.
@@ -42,7 +42,7 @@ kill -HUP "$AGENT_PID"
 wait_for_log "policy reloaded" || fail "no 'policy reloaded' log line after SIGHUP"
 try_exec /mg/pidexec /tmp/xmrig 0
 expect_blocked "/tmp/xmrig on the host, scope all"
-expect_exec_event enforce both xmrig xmrig '"host":true'
+expect_exec_event enforce both xmrig xmrig host:=true
 stop_agent || fail "agent exited with status $? on SIGTERM"
 minerguard disable >/dev/null 2>&1
 pass

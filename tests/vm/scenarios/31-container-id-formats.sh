@@ -19,13 +19,13 @@ check_cgroup() {
 	expect_blocked "xmrig in cgroup $1"
 	ino=$(stat -c %i "/sys/fs/cgroup/$1")
 	if [ "$2" = null ]; then
-		expect_exec_event enforce both xmrig xmrig "\"cgroup\":\"$leaf\"" "\"cgroup_id\":$ino," \
-			'"container_id":null' '"container_runtime":null'
+		expect_exec_event enforce both xmrig xmrig "cgroup=$leaf" "cgroup_id:=$ino" \
+			container_id:=null container_runtime:=null
 	else
-		expect_exec_event enforce both xmrig xmrig "\"cgroup\":\"$leaf\"" "\"cgroup_id\":$ino," \
-			"\"container_id\":\"$2\""
+		expect_exec_event enforce both xmrig xmrig "cgroup=$leaf" "cgroup_id:=$ino" \
+			"container_id=$2"
 	fi
-	echo "  $1 -> container_id $2, runtime $(pid_events "$EXEC_PID" | sed -n 's/.*"container_runtime":\([^,}]*\).*/\1/p')"
+	echo "  $1 -> container_id $2, runtime $(pid_events "$EXEC_PID" | jq -c .container_runtime)"
 }
 id1=$(ctr_id containerd) id2=$(ctr_id crio) id3=$(ctr_id docker) id4=$(ctr_id podman)
 id5=$(ctr_id kubepods) id6=$(ctr_id docker-cgroupfs)
@@ -39,8 +39,10 @@ check_cgroup "system.slice/ssh.service" null
 check_cgroup "mg31" null
 check_cgroup "docker/$(echo "$id6" | cut -c2-)" null          # 63 hex digits: not an id
 for prefixed in "$id1" "$id2" "$id3" "$id4"; do
-	events_matching "\"container_id\":\"$prefixed\"" | grep -q '"container_runtime":"' ||
+	n=$(count_events "container_id=$prefixed")
+	if [ "$n" = 0 ] || [ "$(count_events "container_id=$prefixed" '.container_runtime | type == "string"')" != "$n" ]; then
 		fail "no container_runtime for the runtime-prefixed leaf of $prefixed"
+	fi
 done
 stop_agent || fail "agent exited with status $? on SIGTERM"
 minerguard disable >/dev/null 2>&1

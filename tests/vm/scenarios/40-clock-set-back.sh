@@ -28,15 +28,16 @@ echo "clock set to $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
 EVENTS=/tmp/events-2.jsonl AGENT_LOG=/tmp/agent-2.log
 start_agent /tmp/policy.toml
-wait_for_event "\"pid\":$queued," || fail "the event queued before the clock change was not reported"
-ev=$(events_matching "\"pid\":$queued,")
+wait_for_event "pid:=$queued" || fail "the event queued before the clock change was not reported"
+ev=$(events_where "pid:=$queued")
 echo "  event: $ev"
-case $ev in *'"time":"1970-01-01T00:'*) ;; *) fail "the queued event's time is not just after the epoch: $ev" ;; esac
+events_where "pid:=$queued" '.time | startswith("1970-01-01T00:")' >/dev/null ||
+	fail "the queued event's time is not just after the epoch: $ev"
 kill -0 "$AGENT_PID" 2>/dev/null || fail "the agent died on an event from just after the epoch"
 
 try_exec /mg/pidexec /tmp/xmrig 0
 expect_blocked "xmrig after the clock change"
-expect_exec_event enforce both xmrig xmrig '"time":"1970-01-01T'
+expect_exec_event enforce both xmrig xmrig '.time | startswith("1970-01-01T")'
 stop_agent || fail "agent exited with status $? on SIGTERM"
 minerguard disable >/dev/null || fail "disable failed"
 pass

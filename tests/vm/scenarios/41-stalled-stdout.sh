@@ -36,7 +36,7 @@ try_exec /tmp/minerd 0
 expect_blocked "minerd, added by the reload while stdout is stalled"
 minerguard status --json >/tmp/status.json
 cat /tmp/status.json
-grep -q '"events_undelivered":0' /tmp/status.json || fail "status does not show the agent's undelivered count"
+jq -e '.events_undelivered == 0' /tmp/status.json >/dev/null || fail "status does not show the agent's undelivered count"
 t0=$(now)
 stop_agent || fail "agent exited with status $? on SIGTERM while stdout is stalled"
 stop=$(elapsed "$t0")

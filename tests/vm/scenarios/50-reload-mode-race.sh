@@ -40,7 +40,7 @@ echo "MG-FIGURE reload race: $reloads reloads, $attempts execs attempted, $ran r
 
 # The last policy is names = ["xmrig"]: status counts one name; the pattern is gone.
 minerguard status --json > /tmp/status.json || fail "status failed"
-grep -q '"names":1,' /tmp/status.json || fail "status does not count the one name: $(cat /tmp/status.json)"
+jq -e '.names == 1' /tmp/status.json >/dev/null || fail "status does not count the one name: $(cat /tmp/status.json)"
 try_exec /tmp/xmrig-2
 expect_ran "xmrig-2 once the pattern is gone"
 # And with the pattern listed, a concurrent mode flip must not hide it.

@@ -52,7 +52,7 @@ if timeout 240 minerguard run --policy /etc/minerguard/policy.toml --fail-after-
 fi
 grep -q "as it found it" /tmp/failed.log || fail "the failed start did not say it restored the pins: $(tail -n 3 /tmp/failed.log)"
 minerguard status --json > /tmp/status.json
-grep -q '"names":69632,' /tmp/status.json || fail "after the failed start the pins hold another policy: $(cat /tmp/status.json)"
+jq -e '.names == 69632' /tmp/status.json >/dev/null || fail "after the failed start the pins hold another policy: $(cat /tmp/status.json)"
 try_exec /tmp/b00007
 expect_blocked "b00007 after the failed start (policy b still in force)"
 try_exec /tmp/xmrig

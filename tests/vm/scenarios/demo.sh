@@ -14,7 +14,7 @@ try_exec /tmp/xmrig 300
 say "$EXEC_ERR"
 say "exit status $EXEC_RC after $EXEC_SECS s"
 expect_blocked "/tmp/xmrig"
-wait_for_event '"action":"blocked"' '"matched_name":"xmrig"' || fail "no blocked event"
+wait_for_event action=blocked matched_name=xmrig || fail "no blocked event"
 say "event on the agent's stdout:"
 while read -r line; do say "  $line"; done < "$EVENTS"
 stop_agent || fail "agent exited with status $? on SIGTERM"
