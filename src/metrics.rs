@@ -490,6 +490,39 @@ mod tests {
     }
 
     /// Starts the endpoint on a fresh port and waits until it listens.
+    /// A test in a process of its own (it changes process-wide limits, or measures the
+    /// process): `$test` runs the test binary again for `$child`, which gets an endpoint
+    /// proven to answer, its address and its stats.
+    macro_rules! in_own_process {
+        ($test:ident, $child:ident, |$addr:ident, $stats:tt| $body:block) => {
+            #[test]
+            fn $test() {
+                in_child(concat!("metrics::tests::", stringify!($child)));
+            }
+
+            #[test]
+            #[ignore = "run by its parent test, in a process of its own"]
+            fn $child() {
+                let Some(($addr, $stats)) =
+                    child_server(concat!("metrics::tests::", stringify!($child)))
+                else {
+                    return;
+                };
+                $body
+            }
+        };
+    }
+
+    /// In the child process of test `name` only: a started endpoint, proven to answer.
+    fn child_server(name: &str) -> Option<(SocketAddr, Arc<EndpointStats>)> {
+        if !is_child(name) {
+            return None;
+        }
+        let (addr, stats) = start();
+        scrape(addr).unwrap();
+        Some((addr, stats))
+    }
+
     fn start() -> (SocketAddr, Arc<EndpointStats>) {
         let addr = free_port();
         let stats = serve_with(addr, test_bounds(), fake_source()).unwrap();
@@ -592,147 +625,125 @@ mod tests {
         assert!(answer.ends_with(FAKE_BODY), "{answer}");
     }
 
-    #[test]
-    fn an_endless_header_line_is_cut() {
-        in_child("metrics::tests::child_endless_header_line");
-    }
-
-    #[test]
-    #[ignore = "run by an_endless_header_line_is_cut in a process of its own"]
-    fn child_endless_header_line() {
-        if !is_child("metrics::tests::child_endless_header_line") {
-            return;
-        }
-        let (addr, _) = start();
-        scrape(addr).unwrap();
-        let before = rss_kib();
-        // 256 MiB of one header line, never ended: the endpoint must stop reading at its bound.
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nX-Long: ").unwrap();
-        let chunk = vec![b'a'; 1 << 20];
-        let mut sent = 0usize;
-        for _ in 0..256 {
-            match s.write_all(&chunk) {
-                Ok(()) => sent += chunk.len(),
-                Err(_) => break, // the endpoint closed the connection: good
+    in_own_process!(
+        an_endless_header_line_is_cut,
+        child_endless_header_line,
+        |addr, _| {
+            let before = rss_kib();
+            // 256 MiB of one header line, never ended: the endpoint must stop reading at its bound.
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nX-Long: ").unwrap();
+            let chunk = vec![b'a'; 1 << 20];
+            let mut sent = 0usize;
+            for _ in 0..256 {
+                match s.write_all(&chunk) {
+                    Ok(()) => sent += chunk.len(),
+                    Err(_) => break, // the endpoint closed the connection: good
+                }
             }
+            let grew = rss_kib().saturating_sub(before);
+            println!("sent {} MiB of header; RSS grew by {grew} KiB", sent >> 20);
+            assert!(
+                sent < 64 << 20,
+                "the endpoint kept reading: {} MiB",
+                sent >> 20
+            );
+            assert!(grew < 8 * 1024, "RSS grew by {grew} KiB");
+            drop(s);
+            let answer = scrape_within(addr, Duration::from_secs(5));
+            assert!(answer.ends_with(FAKE_BODY));
         }
-        let grew = rss_kib().saturating_sub(before);
-        println!("sent {} MiB of header; RSS grew by {grew} KiB", sent >> 20);
-        assert!(
-            sent < 64 << 20,
-            "the endpoint kept reading: {} MiB",
-            sent >> 20
-        );
-        assert!(grew < 8 * 1024, "RSS grew by {grew} KiB");
-        drop(s);
-        let answer = scrape_within(addr, Duration::from_secs(5));
-        assert!(answer.ends_with(FAKE_BODY));
-    }
+    );
 
-    #[test]
-    fn thousands_of_idle_connections_stay_bounded() {
-        in_child("metrics::tests::child_idle_connections");
-    }
-
-    #[test]
-    #[ignore = "run by thousands_of_idle_connections_stay_bounded in a process of its own"]
-    fn child_idle_connections() {
-        use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
-        if !is_child("metrics::tests::child_idle_connections") {
-            return;
-        }
-        let (addr, _) = start();
-        scrape(addr).unwrap();
-        let (threads_before, rss_before) = (threads(), rss_kib());
-        let SocketAddr::V4(v4) = addr else { panic!() };
-        let target = SockaddrIn::from(v4);
-        // 3,000 connections that send nothing, or half a request head, and wait. Connected
-        // without blocking: the attacker does not wait for the server to accept.
-        let mut idle = Vec::new();
-        for i in 0..3000 {
-            let fd = socket(
-                AddressFamily::Inet,
-                SockType::Stream,
-                SockFlag::SOCK_NONBLOCK,
-                None,
-            )
-            .unwrap();
-            let _ = connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &target);
-            if i % 2 == 0 {
-                let _ = nix::unistd::write(&fd, b"GET /metrics HTTP/1.1\r\nHost:");
+    in_own_process!(
+        thousands_of_idle_connections_stay_bounded,
+        child_idle_connections,
+        |addr, _| {
+            use nix::sys::socket::{
+                connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+            };
+            let (threads_before, rss_before) = (threads(), rss_kib());
+            let SocketAddr::V4(v4) = addr else { panic!() };
+            let target = SockaddrIn::from(v4);
+            // 3,000 connections that send nothing, or half a request head, and wait. Connected
+            // without blocking: the attacker does not wait for the server to accept.
+            let mut idle = Vec::new();
+            for i in 0..3000 {
+                let fd = socket(
+                    AddressFamily::Inet,
+                    SockType::Stream,
+                    SockFlag::SOCK_NONBLOCK,
+                    None,
+                )
+                .unwrap();
+                let _ = connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &target);
+                if i % 2 == 0 {
+                    let _ = nix::unistd::write(&fd, b"GET /metrics HTTP/1.1\r\nHost:");
+                }
+                idle.push(fd);
             }
-            idle.push(fd);
-        }
-        thread::sleep(Duration::from_secs(2));
-        let (threads_during, rss_during) = (threads(), rss_kib());
-        println!(
+            thread::sleep(Duration::from_secs(2));
+            let (threads_during, rss_during) = (threads(), rss_kib());
+            println!(
             "threads {threads_before} -> {threads_during}, RSS {rss_before} -> {rss_during} KiB"
         );
-        assert!(
-            threads_during <= threads_before + 2,
-            "{threads_during} threads"
-        );
-        assert!(rss_during < rss_before + 8 * 1024, "RSS {rss_during} KiB");
-        let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
-        // The attacker's 3,000, and at most the workers' and the queue's on the server side.
-        assert!(
-            fds <= 3000 + BOUNDS.workers + BOUNDS.queued + 16,
-            "{fds} descriptors"
-        );
-        drop(idle);
-        let answer = scrape_within(addr, Duration::from_secs(10));
-        assert!(answer.ends_with(FAKE_BODY));
-        assert_eq!(threads(), threads_before);
-    }
-
-    #[test]
-    fn accept_recovers_after_descriptors_run_out() {
-        in_child("metrics::tests::child_descriptors_run_out");
-    }
-
-    #[test]
-    #[ignore = "run by accept_recovers_after_descriptors_run_out in a process of its own"]
-    fn child_descriptors_run_out() {
-        use nix::sys::resource::{setrlimit, Resource};
-        if !is_child("metrics::tests::child_descriptors_run_out") {
-            return;
+            assert!(
+                threads_during <= threads_before + 2,
+                "{threads_during} threads"
+            );
+            assert!(rss_during < rss_before + 8 * 1024, "RSS {rss_during} KiB");
+            let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
+            // The attacker's 3,000, and at most the workers' and the queue's on the server side.
+            assert!(
+                fds <= 3000 + BOUNDS.workers + BOUNDS.queued + 16,
+                "{fds} descriptors"
+            );
+            drop(idle);
+            let answer = scrape_within(addr, Duration::from_secs(10));
+            assert!(answer.ends_with(FAKE_BODY));
+            assert_eq!(threads(), threads_before);
         }
-        let (addr, stats) = start();
-        scrape(addr).unwrap();
-        // The worker closes its side of that scrape just after answering: let it, or its
-        // descriptor would come free after the hogging below and serve the next accept.
-        thread::sleep(Duration::from_millis(300));
-        setrlimit(Resource::RLIMIT_NOFILE, 256, 256).unwrap();
-        // Use every descriptor, then free one for the client's socket: the connection
-        // arrives, and the endpoint's accept fails with EMFILE.
-        let mut hog = Vec::new();
-        while let Ok(f) = std::fs::File::open("/dev/null") {
-            hog.push(f);
+    );
+
+    in_own_process!(
+        accept_recovers_after_descriptors_run_out,
+        child_descriptors_run_out,
+        |addr, stats| {
+            use nix::sys::resource::{setrlimit, Resource};
+            // The worker closes its side of that scrape just after answering: let it, or its
+            // descriptor would come free after the hogging below and serve the next accept.
+            thread::sleep(Duration::from_millis(300));
+            setrlimit(Resource::RLIMIT_NOFILE, 256, 256).unwrap();
+            // Use every descriptor, then free one for the client's socket: the connection
+            // arrives, and the endpoint's accept fails with EMFILE.
+            let mut hog = Vec::new();
+            while let Ok(f) = std::fs::File::open("/dev/null") {
+                hog.push(f);
+            }
+            hog.pop();
+            let mut client = TcpStream::connect(addr).unwrap();
+            thread::sleep(Duration::from_millis(300));
+            let errors = stats.accept_errors.load(Ordering::Relaxed);
+            drop(hog);
+            // The connection made while descriptors were out is answered once they are back...
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            client
+                .write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            client.read_to_string(&mut answer).unwrap();
+            assert!(answer.ends_with(FAKE_BODY), "{answer}");
+            // ...and so is every later one.
+            assert!(scrape(addr).unwrap().ends_with(FAKE_BODY));
+            assert!(
+                errors > 0,
+                "accept never failed: the test did not exhaust descriptors"
+            );
+            // Retried after a pause, not in a busy loop.
+            assert!(errors < 100, "{errors} accept errors in 300 ms");
         }
-        hog.pop();
-        let mut client = TcpStream::connect(addr).unwrap();
-        thread::sleep(Duration::from_millis(300));
-        let errors = stats.accept_errors.load(Ordering::Relaxed);
-        drop(hog);
-        // The connection made while descriptors were out is answered once they are back...
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        client
-            .write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut answer = String::new();
-        client.read_to_string(&mut answer).unwrap();
-        assert!(answer.ends_with(FAKE_BODY), "{answer}");
-        // ...and so is every later one.
-        assert!(scrape(addr).unwrap().ends_with(FAKE_BODY));
-        assert!(
-            errors > 0,
-            "accept never failed: the test did not exhaust descriptors"
-        );
-        // Retried after a pause, not in a busy loop.
-        assert!(errors < 100, "{errors} accept errors in 300 ms");
-    }
+    );
 }
