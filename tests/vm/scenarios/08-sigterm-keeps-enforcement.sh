@@ -16,9 +16,9 @@ expect_blocked "xmrig after the agent stopped"
 minerguard status --json >/tmp/status.json; rc=$?
 echo "status ($rc): $(cat /tmp/status.json)"
 [ "$rc" = 0 ] || fail "status exited $rc while the pinned program enforces"
-grep -q '"enforcing":true' /tmp/status.json || fail "status does not say enforcing"
-grep -q '"agent_pid":null' /tmp/status.json || fail "status names an agent that is gone"
-grep -q '"blocked":2' /tmp/status.json || fail "status does not count the 2 blocked execs"
+jq -e '.enforcing == true' /tmp/status.json >/dev/null || fail "status does not say enforcing"
+jq -e '.agent_pid == null' /tmp/status.json >/dev/null || fail "status names an agent that is gone"
+jq -e '.counters.blocked == 2' /tmp/status.json >/dev/null || fail "status does not count the 2 blocked execs"
 
 minerguard disable >/tmp/disable.out 2>&1 || fail "minerguard disable failed: $(cat /tmp/disable.out)"
 echo "disable: $(cat /tmp/disable.out)"

@@ -15,8 +15,9 @@ grep -q "^enforcement: active" /tmp/status.out || fail "status text does not say
 grep -q "^agent: *running (pid $AGENT_PID)" /tmp/status.out || fail "status text does not name the agent pid $AGENT_PID"
 minerguard status --json >/tmp/status.json || fail "status --json exited $?"
 cat /tmp/status.json
-for want in '"enforcing":true' '"mode":"audit"' '"names":3' "\"agent_pid\":$AGENT_PID" '"audited":1' '"blocked":0' '"lost":0'; do
-	grep -qF "$want" /tmp/status.json || fail "status --json lacks $want"
+for want in '.enforcing == true' '.mode == "audit"' '.names == 3' ".agent_pid == $AGENT_PID" \
+	'.counters.audited == 1' '.counters.blocked == 0' '.counters.lost == 0'; do
+	jq -e "$want" /tmp/status.json >/dev/null || fail "status --json fails $want"
 done
 
 wget -q -O /tmp/metrics.txt http://127.0.0.1:9464/metrics || fail "no metrics on 127.0.0.1:9464"

@@ -17,9 +17,9 @@ echo "$n execs with no agent running, $ran ran"
 [ "$ran" = 0 ] || fail "$ran execs ran"
 minerguard status --json >/tmp/status.json
 cat /tmp/status.json
-lost=$(sed -n 's/.*"lost":\([0-9]*\).*/\1/p' /tmp/status.json)
+lost=$(jq -r '.counters.lost' /tmp/status.json)
 [ "${lost:-0}" -gt 0 ] || fail "status shows no lost events after $n blocked execs"
-grep -q '"blocked":2600' /tmp/status.json || fail "status does not count 2600 blocked execs"
+jq -e '.counters.blocked == 2600' /tmp/status.json >/dev/null || fail "status does not count 2600 blocked execs"
 EVENTS=/tmp/events-2.jsonl AGENT_LOG=/tmp/agent-2.log
 start_agent /tmp/policy.toml
 wait_for_log '"lost_total":'"$lost" || fail "the new agent's log does not report the $lost lost events"
