@@ -232,15 +232,7 @@ impl<'obj> Agent<'obj> {
         } else {
             None
         };
-        let link = match Self::enforce(
-            &mut skel,
-            &opts,
-            previous.as_ref(),
-            &lists,
-            config,
-            mode,
-            adopted,
-        ) {
+        let link = match Self::enforce(&mut skel, &opts, previous.as_ref(), &lists, config, mode) {
             Ok(link) => link,
             Err(e) => {
                 if let Some(previous) = &previous {
@@ -287,6 +279,7 @@ impl<'obj> Agent<'obj> {
 
     /// Applies the policy, attaches, proves and pins: the part of `start` that changes the
     /// kernel's state.
+    /// `previous`: what adopted maps held (`None`: fresh maps).
     fn enforce(
         skel: &mut MinerguardSkel<'obj>,
         opts: &Options,
@@ -294,22 +287,16 @@ impl<'obj> Agent<'obj> {
         lists: &Lists,
         config: Config,
         mode: Mode,
-        adopted: bool,
     ) -> Result<Link> {
-        match previous {
-            Some(p) => move_policy(&skel.maps, (&p.lists, p.config), (lists, config, mode))?,
-            None => move_policy(
-                &skel.maps,
-                (&Lists::default(), config),
-                (lists, config, mode),
-            )?,
-        }
+        let fresh = Lists::default();
+        let from = previous.map_or((&fresh, config), |p| (&p.lists, p.config));
+        move_policy(&skel.maps, from, (lists, config, mode))?;
         if opts.fail_after_policy {
             bail!("failing the start after applying the policy, as --fail-after-policy asks");
         }
         let mut link = attach::attach(skel)?;
         attach::probe(&skel.maps.mg_names)?;
-        pins::install(skel, &mut link, adopted)?;
+        pins::install(skel, &mut link, previous.is_some())?;
         Ok(link)
     }
 

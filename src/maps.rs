@@ -115,7 +115,11 @@ fn change(
         let done = if adding {
             map.update(&key, &(table.value)(entry), MapFlags::ANY)
         } else {
-            map.delete(&key)
+            // Already absent is removed: a start that failed midway is rolled back with this.
+            match map.delete(&key) {
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
         };
         done.with_context(|| {
             let verb = if adding { "adding" } else { "removing" };
