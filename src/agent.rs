@@ -371,16 +371,11 @@ impl<'obj> Agent<'obj> {
 
 /// Puts back what adopted maps held before a failed start changed them.
 fn restore(maps: &MinerguardMaps<'_>, previous: &Previous, applied: (&Lists, Config)) {
-    let (lists, config) = applied;
-    let back = Config {
-        // The pid of the agent that owned them, if it still runs, stays theirs.
-        agent_pid: previous.config.agent_pid,
-        ..previous.config
-    };
+    // The whole previous entry goes back, the owning agent's pid included.
     match move_policy(
         maps,
-        (lists, config),
-        (&previous.lists, back, previous.mode),
+        applied,
+        (&previous.lists, previous.config, previous.mode),
     ) {
         Ok(()) => info!("the failed start left the pinned policy as it found it"),
         Err(e) => error!(
@@ -431,8 +426,9 @@ impl Agent<'_> {
         let config = config_for(&policy, &new, applied.config.host_mnt_ns);
         let mode = opts.mode.unwrap_or(policy.mode);
         if let Err(e) = move_policy(maps, (&applied.lists, applied.config), (&new, config, mode)) {
-            // No removal happened: every old entry is still in the maps, some new ones may
-            // be too. Re-read what the maps hold, so the next reload moves from the truth.
+            // A failure before the removals leaves every old entry in the maps (some new
+            // ones may be there too). Re-read what the maps hold, so the next reload moves
+            // from the truth.
             error!(
                 error = format!("{e:#}"),
                 "policy reload failed while updating the kernel; the running policy stays in force"

@@ -178,24 +178,30 @@ fn lock_holder(file: &mut fs::File) -> Option<u32> {
     text.trim().parse().ok()
 }
 
+/// The lock if it is free, else the pid its holder recorded (if it could be read).
+fn try_lock() -> Result<std::result::Result<Flock<fs::File>, Option<u32>>> {
+    match Flock::lock(lock_file()?, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Ok(lock)),
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => Ok(Err(lock_holder(&mut file))),
+        Err((_, errno)) => bail!("cannot lock {LOCK_FILE}: {errno}"),
+    }
+}
+
 impl Lock {
     /// Takes the lock or says who holds it.
     pub fn take() -> Result<Lock> {
-        match Flock::lock(lock_file()?, FlockArg::LockExclusiveNonblock) {
+        match try_lock()? {
             Ok(lock) => {
                 let mut lock = Lock(lock);
                 lock.record()?;
                 Ok(lock)
             }
-            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => match lock_holder(&mut file) {
-                Some(pid) => {
-                    bail!("another minerguard agent (pid {pid}) already runs; stop it first")
-                }
-                None => {
-                    bail!("another minerguard process holds {LOCK_FILE}; try again when it is done")
-                }
-            },
-            Err((_, errno)) => bail!("cannot lock {LOCK_FILE}: {errno}"),
+            Err(Some(pid)) => {
+                bail!("another minerguard agent (pid {pid}) already runs; stop it first")
+            }
+            Err(None) => {
+                bail!("another minerguard process holds {LOCK_FILE}; try again when it is done")
+            }
         }
     }
 
@@ -213,11 +219,7 @@ impl Lock {
 
     /// The pid of the agent holding the lock, if one does (without taking it).
     pub fn holder() -> Result<Option<u32>> {
-        match Flock::lock(lock_file()?, FlockArg::LockExclusiveNonblock) {
-            Ok(_free) => Ok(None),
-            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => Ok(lock_holder(&mut file)),
-            Err((_, errno)) => bail!("cannot lock {LOCK_FILE}: {errno}"),
-        }
+        Ok(try_lock()?.err().flatten())
     }
 
     fn record(&mut self) -> Result<()> {
