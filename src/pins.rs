@@ -178,11 +178,24 @@ fn lock_holder(file: &mut fs::File) -> Option<u32> {
     text.trim().parse().ok()
 }
 
+/// How often (20 ms apart) a held lock's file is read before its holder is called unknown.
+const HOLDER_READ_TRIES: u32 = 50;
+
 /// The lock if it is free, else the pid its holder recorded (if it could be read).
 fn try_lock() -> Result<std::result::Result<Flock<fs::File>, Option<u32>>> {
     match Flock::lock(lock_file()?, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Ok(lock)),
-        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => Ok(Err(lock_holder(&mut file))),
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            // The holder writes its pid just after taking the lock: a reader that comes
+            // in between sees an empty file, so it looks again for a moment.
+            for _ in 0..HOLDER_READ_TRIES {
+                if let Some(pid) = lock_holder(&mut file) {
+                    return Ok(Err(Some(pid)));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(Err(None))
+        }
         Err((_, errno)) => bail!("cannot lock {LOCK_FILE}: {errno}"),
     }
 }
