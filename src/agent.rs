@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{ErrorKind, Link, MapHandle, OpenObject, RingBufferBuilder};
+use libbpf_rs::{ErrorKind, MapHandle, OpenObject, RingBufferBuilder};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tracing::{error, info, warn};
 
-use crate::attach;
+use crate::attach::{self, Links};
 use crate::bpf::{MinerguardMaps, MinerguardSkel, MinerguardSkelBuilder};
 use crate::delivery;
 use crate::enrich;
@@ -115,8 +115,9 @@ pub struct Agent<'obj> {
     opts: Options,
     signals: Signals,
     skel: MinerguardSkel<'obj>,
-    /// Pinned too; held so that the link lives as long as the agent even if the pin is removed.
-    _link: Link,
+    /// Pinned too; held so that the links live as long as the agent even if the pins are
+    /// removed.
+    _links: Links,
     applied: Applied,
     /// Exactly one agent at a time; `disable` waits for it.
     _lock: pins::Lock,
@@ -128,6 +129,8 @@ fn config_for(policy: &Policy, lists: &Lists, host_mnt_ns: u32) -> Config {
         scope: policy.scope,
         memfd_block: policy.memfd_block,
         has_prefixes: !lists.prefixes.is_empty(),
+        identity: policy.identity,
+        mmap: policy.mmap,
         host_mnt_ns,
         agent_pid: Some(std::process::id()),
     }
@@ -142,9 +145,9 @@ fn list_maps<'a>(maps: &'a MinerguardMaps<'_>) -> ListMaps<'a> {
 }
 
 /// Moves the maps from one policy to another with no instant in which an entry listed in
-/// both is missing or unreachable: additions first, then the config entry with the prefix
-/// flag set if either policy has patterns, then the mode, then removals, then the final
-/// config. A failure stops before any removal, so the old policy stays whole.
+/// both is missing or unreachable: additions first, then the config entry with every check
+/// either policy turns on (prefixes, identity, mmap), then the mode, then removals, then the
+/// final config. A failure stops before any removal, so the old policy stays whole.
 fn move_policy(
     maps: &MinerguardMaps<'_>,
     from: (&Lists, Config),
@@ -156,6 +159,8 @@ fn move_policy(
     lists.add(old, new)?;
     let interim = Config {
         has_prefixes: config.has_prefixes || old_config.has_prefixes,
+        identity: config.identity || old_config.identity,
+        mmap: config.mmap || old_config.mmap,
         ..config
     };
     maps::write_config(&maps.mg_config, interim)?;
@@ -232,8 +237,8 @@ impl<'obj> Agent<'obj> {
         } else {
             None
         };
-        let link = match Self::enforce(&mut skel, &opts, previous.as_ref(), &lists, config, mode) {
-            Ok(link) => link,
+        let links = match Self::enforce(&mut skel, &opts, previous.as_ref(), &lists, config, mode) {
+            Ok(links) => links,
             Err(e) => {
                 if let Some(previous) = &previous {
                     restore(&skel.maps, previous, (&lists, config));
@@ -258,6 +263,8 @@ impl<'obj> Agent<'obj> {
             scope = config.scope.as_str(),
             names = lists.patterns(),
             memfd_block = config.memfd_block,
+            identity = config.identity,
+            mmap = config.mmap,
             policy = %opts.policy.display(),
             "minerguard ready"
         );
@@ -266,7 +273,7 @@ impl<'obj> Agent<'obj> {
             opts,
             signals,
             skel,
-            _link: link,
+            _links: links,
             applied: Applied {
                 lists,
                 config,
@@ -287,17 +294,17 @@ impl<'obj> Agent<'obj> {
         lists: &Lists,
         config: Config,
         mode: Mode,
-    ) -> Result<Link> {
+    ) -> Result<Links> {
         let fresh = Lists::default();
         let from = previous.map_or((&fresh, config), |p| (&p.lists, p.config));
         move_policy(&skel.maps, from, (lists, config, mode))?;
         if opts.fail_after_policy {
             bail!("failing the start after applying the policy, as --fail-after-policy asks");
         }
-        let mut link = attach::attach(skel)?;
-        attach::probe(&skel.maps.mg_names)?;
-        pins::install(skel, &mut link, previous.is_some())?;
-        Ok(link)
+        let mut links = attach::attach(skel)?;
+        attach::probe(&skel.maps.mg_names, config.mmap)?;
+        pins::install(skel, &mut links, previous.is_some())?;
+        Ok(links)
     }
 
     /// The event loop, until SIGTERM or SIGINT. It only moves records from the ring buffer to
@@ -450,6 +457,8 @@ impl Agent<'_> {
             mode = %applied.mode,
             scope = applied.config.scope.as_str(),
             memfd_block = applied.config.memfd_block,
+            identity = applied.config.identity,
+            mmap = applied.config.mmap,
             "policy reloaded"
         );
     }

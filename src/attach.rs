@@ -165,22 +165,57 @@ pub fn host_mnt_ns(skel: &MinerguardSkel<'_>) -> Result<u32> {
     Ok(u32::from_ne_bytes(raw))
 }
 
-pub fn attach(skel: &MinerguardSkel<'_>) -> Result<Link> {
-    skel.progs.mg_bprm_check.attach_lsm().map_err(|e| {
-        anyhow!(
-            "attaching to the bprm_check_security LSM hook failed ({e}). {}",
-            enable_hint(active_lsms().as_deref())
-        )
-    })
+/// The links that keep the programs attached: dropping one detaches its program (unless
+/// pinned).
+pub struct Links {
+    /// bprm_check_security: execs.
+    pub exec: Link,
+    /// mmap_file: files mapped executable.
+    pub mmap: Link,
 }
 
-/// Execs a memfd whose name is listed as the probe: with the hook live the exec is denied
-/// with EPERM, whatever the mode; without it, the `#!` line names a missing interpreter and
-/// the exec fails with ENOENT, so nothing ever runs.
-pub fn probe(names: &dyn MapCore) -> Result<()> {
+pub fn attach(skel: &MinerguardSkel<'_>) -> Result<Links> {
+    let refused = |hook: &str, e: libbpf_rs::Error| {
+        anyhow!(
+            "attaching to the {hook} LSM hook failed ({e}). {}",
+            enable_hint(active_lsms().as_deref())
+        )
+    };
+    // The mmap hook first: once the exec hook is attached, both are.
+    let mmap = skel
+        .progs
+        .mg_mmap_file
+        .attach_lsm()
+        .map_err(|e| refused("mmap_file", e))?;
+    let exec = skel
+        .progs
+        .mg_bprm_check
+        .attach_lsm()
+        .map_err(|e| refused("bprm_check_security", e))?;
+    Ok(Links { exec, mmap })
+}
+
+/// Execs, then maps executable, a memfd whose name is listed as the probe: with the hooks
+/// live both are denied with EPERM, whatever the mode; without them, the `#!` line names a
+/// missing interpreter and the exec fails with ENOENT, so nothing ever runs, and the mapping
+/// succeeds (and is unmapped at once). The mmap hook only looks when the policy turns it on
+/// (`mmap_enabled`).
+pub fn probe(names: &dyn MapCore, mmap_enabled: bool) -> Result<()> {
     maps::insert_probe(names)?;
-    let outcome = exec_probe();
+    let outcome = exec_probe().and_then(|exec| {
+        let mmap = if mmap_enabled { mmap_probe()? } else { None };
+        Ok((exec, mmap))
+    });
     maps::delete_probe(names)?;
+    let (outcome, mmap) = match outcome {
+        Ok((exec, mmap)) => (Ok(exec), mmap),
+        Err(e) => (Err(e), None),
+    };
+    if let Some(seen) = mmap {
+        bail!(
+            "the mmap_file hook is not enforcing on this kernel: mapping a file with a listed              name executable {seen}, where it must fail with EPERM"
+        );
+    }
     match outcome {
         Ok(Some(errno)) if errno == nix::errno::Errno::EPERM as i32 => Ok(()),
         Ok(result) => {
@@ -198,6 +233,35 @@ pub fn probe(names: &dyn MapCore) -> Result<()> {
             )
         }
         Err(e) => Err(e.context("running the BPF LSM probe")),
+    }
+}
+
+/// What went wrong when mapping the probe memfd executable, or `None` if EPERM refused it.
+fn mmap_probe() -> Result<Option<String>> {
+    use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+    let fd = memfd_create(PROBE_NAME, MFdFlags::MFD_CLOEXEC).context("creating the probe memfd")?;
+    let file = fs::File::from(fd);
+    file.set_len(4096).context("sizing the probe memfd")?;
+    let len = std::num::NonZeroUsize::new(4096).context("a page")?;
+    // SAFETY: a fresh private mapping of our own memfd, unmapped before return, never read.
+    let mapped = unsafe {
+        mmap(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_EXEC,
+            MapFlags::MAP_PRIVATE,
+            &file,
+            0,
+        )
+    };
+    match mapped {
+        Err(nix::errno::Errno::EPERM) => Ok(None),
+        Err(errno) => Ok(Some(format!("failed with {errno}"))),
+        Ok(addr) => {
+            // SAFETY: the mapping just made, of `len` bytes.
+            let _ = unsafe { munmap(addr, len.get()) };
+            Ok(Some("succeeded".to_string()))
+        }
     }
 }
 

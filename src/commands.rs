@@ -12,6 +12,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Serialize;
 
+use crate::contract::MAX_IDENTITIES;
 use crate::delivery;
 use crate::maps;
 use crate::pins::{self, Snapshot};
@@ -61,6 +62,10 @@ fn print_status(status: &Status) {
     println!("enforcement: {active}");
     println!("mode:        {mode}");
     println!("names:       {}", s.names);
+    println!(
+        "remembered:  {} files blocked by name, denied under any name (at most {MAX_IDENTITIES})",
+        s.remembered
+    );
     match s.agent_pid {
         Some(pid) => println!("agent:       running (pid {pid})"),
         None => println!("agent:       not running (the pinned program enforces on its own; events queue until an agent runs)"),

@@ -9,19 +9,20 @@ use std::mem::size_of;
 use anyhow::{bail, Result};
 
 pub use crate::bpf::types::{
-    mg_action, mg_config, mg_config_flag, mg_event, mg_limit, mg_match, mg_mode, mg_name,
+    mg_action, mg_config, mg_config_flag, mg_event, mg_hook, mg_limit, mg_match, mg_mode, mg_name,
     mg_name_kind, mg_prefix, mg_scope, mg_stat,
 };
 
 /// Bump when a type of `minerguard.h` changes layout: maps pinned by an agent of another ABI
 /// are then replaced, not adopted. `tests::abi_fingerprint_is_current` guards it.
-pub const ABI: u32 = 3;
+pub const ABI: u32 = 4;
 
 /// Longest listed name in bytes (the key keeps one byte for the NUL).
 pub const NAME_MAX_BYTES: usize = mg_limit::MG_NAME_LEN.0 as usize - 1;
 pub const MAX_NAMES: usize = mg_limit::MG_MAX_NAMES.0 as usize;
 pub const MAX_PREFIXES: usize = mg_limit::MG_MAX_PREFIXES.0 as usize;
 pub const MAX_MEMFD_ALLOW: usize = mg_limit::MG_MAX_MEMFD_ALLOW.0 as usize;
+pub const MAX_IDENTITIES: usize = mg_limit::MG_MAX_IDENTITIES.0 as usize;
 /// What the kernel prefixes a memfd's dentry name with (MEMFD_PREFIX in the program).
 pub const MEMFD_PREFIX: &str = "memfd:";
 /// The name of the daemon's probe memfd. The program matches a memfd by the name its creator
@@ -104,6 +105,8 @@ impl mg_prefix {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Written and read by the programs only; the daemon pins the map and never decodes it.
+    use crate::bpf::types::{mg_file_key, mg_identity};
     use libbpf_rs::btf::types::{Array, Composite, MemberAttr};
     use libbpf_rs::btf::{Btf, BtfKind, BtfType, HasSize, TypeId};
     use std::collections::BTreeSet;
@@ -191,6 +194,18 @@ mod tests {
                 flags,
                 host_mnt_ns
             }),
+            rust_layout!(mg_file_key {
+                ino,
+                dev,
+                generation
+            }),
+            rust_layout!(mg_identity {
+                mtime_sec,
+                mtime_nsec,
+                reserved,
+                size,
+                name
+            }),
             rust_layout!(mg_event {
                 boot_ns,
                 cgroup_id,
@@ -205,6 +220,7 @@ mod tests {
                 matched_on,
                 matched_prefix,
                 host,
+                hook,
                 reserved,
                 comm,
                 matched_name,
@@ -251,6 +267,15 @@ mod tests {
         assert_eq!(maps.mg_prefixes.key_size() as usize, size_of::<mg_prefix>());
         assert_eq!(maps.mg_config.value_size() as usize, size_of::<mg_config>());
         assert_eq!(maps.mg_stats.max_entries(), mg_stat::MG_STAT_MAX.0);
+        assert_eq!(maps.mg_identities.max_entries() as usize, MAX_IDENTITIES);
+        assert_eq!(
+            maps.mg_identities.key_size() as usize,
+            size_of::<mg_file_key>()
+        );
+        assert_eq!(
+            maps.mg_identities.value_size() as usize,
+            size_of::<mg_identity>()
+        );
         assert_eq!(size_of::<mg_name>(), NAME_MAX_BYTES + 1);
     }
 
@@ -269,7 +294,7 @@ mod tests {
         });
         assert_eq!(
             (ABI, fingerprint),
-            (3, 6361104368243418264),
+            (4, 5852156707133971029),
             "layout: {text}"
         );
     }
@@ -285,7 +310,7 @@ mod tests {
             .filter(|n| n.starts_with("mg_"))
             .collect();
         // Program-private structs (not read by the daemon) live in minerguard.bpf.c.
-        let private = ["mg_names_read", "mg_hit"];
+        let private = ["mg_names_read", "mg_hit", "mg_found"];
         let shared: BTreeSet<&str> = in_object
             .iter()
             .map(String::as_str)

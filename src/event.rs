@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::contract::{c_str, from_bytes, mg_action, mg_event, mg_match};
+use crate::contract::{c_str, from_bytes, mg_action, mg_event, mg_hook, mg_match};
 use crate::policy::Mode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +32,11 @@ pub enum MatchedOn {
     Memfd,
     /// No name: the file has no name on disk (O_TMPFILE, deleted), and such execs are blocked.
     Unlinked,
+    /// No name: the file itself was blocked (or audited) before under a listed name, and has
+    /// not changed since (a hardlink, a move, a symlink).
+    Identity,
+    /// A file mapped executable (by the dynamic loader, LD_PRELOAD) has a listed name.
+    Mmap,
 }
 
 impl MatchedOn {
@@ -42,6 +47,26 @@ impl MatchedOn {
             MatchedOn::Both => "both",
             MatchedOn::Memfd => "memfd",
             MatchedOn::Unlinked => "unlinked",
+            MatchedOn::Identity => "identity",
+            MatchedOn::Mmap => "mmap",
+        }
+    }
+}
+
+/// Where the check ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// An exec.
+    Exec,
+    /// A file mapped executable.
+    Mmap,
+}
+
+impl Hook {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Exec => "exec",
+            Hook::Mmap => "mmap",
         }
     }
 }
@@ -59,6 +84,7 @@ pub struct Event {
     pub action: Action,
     pub mode: Mode,
     pub matched_on: MatchedOn,
+    pub hook: Hook,
     pub comm: String,
     /// The listed name, or the pattern (with its `*`) that matched.
     pub matched_name: String,
@@ -83,7 +109,14 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         mg_match::MG_MATCH_BOTH => MatchedOn::Both,
         mg_match::MG_MATCH_MEMFD => MatchedOn::Memfd,
         mg_match::MG_MATCH_UNLINKED => MatchedOn::Unlinked,
+        mg_match::MG_MATCH_IDENTITY => MatchedOn::Identity,
+        mg_match::MG_MATCH_MMAP => MatchedOn::Mmap,
         other => bail!("unknown match kind {} in an event", other.0),
+    };
+    let hook = match mg_hook(u32::from(raw.hook)) {
+        mg_hook::MG_HOOK_EXEC => Hook::Exec,
+        mg_hook::MG_HOOK_MMAP => Hook::Mmap,
+        other => bail!("unknown hook {} in an event", other.0),
     };
     Ok(Event {
         boot_ns: raw.boot_ns,
@@ -97,6 +130,7 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         action,
         mode: Mode::try_from(raw.mode)?,
         matched_on,
+        hook,
         comm: c_str(&raw.comm),
         matched_name: c_str(&raw.matched_name) + if raw.matched_prefix != 0 { "*" } else { "" },
         file_name: c_str(&raw.file_name),
@@ -168,11 +202,24 @@ pub(crate) mod tests {
             (mg_match::MG_MATCH_BOTH, "both"),
             (mg_match::MG_MATCH_MEMFD, "memfd"),
             (mg_match::MG_MATCH_UNLINKED, "unlinked"),
+            (mg_match::MG_MATCH_IDENTITY, "identity"),
+            (mg_match::MG_MATCH_MMAP, "mmap"),
         ] {
             let mut raw = raw_blocked_xmrig();
             raw[at..at + 4].copy_from_slice(&kind.0.to_ne_bytes());
             assert_eq!(decode(&raw).unwrap().matched_on.as_str(), name);
         }
+    }
+
+    #[test]
+    fn hooks_decode() {
+        let at = std::mem::offset_of!(mg_event, hook);
+        let mut raw = raw_blocked_xmrig();
+        assert_eq!(decode(&raw).unwrap().hook, Hook::Exec);
+        raw[at] = mg_hook::MG_HOOK_MMAP.0 as u8;
+        assert_eq!(decode(&raw).unwrap().hook.as_str(), "mmap");
+        raw[at] = 7;
+        assert!(decode(&raw).is_err());
     }
 
     #[test]

@@ -205,6 +205,10 @@ pub struct Config {
     pub memfd_block: bool,
     /// The prefixes map has entries (a lookup there is skipped otherwise).
     pub has_prefixes: bool,
+    /// Remember files blocked by name; deny them under any other name.
+    pub identity: bool,
+    /// Check files mapped executable too.
+    pub mmap: bool,
     /// Mount namespace inode of PID 1: processes in it are the host's.
     pub host_mnt_ns: u32,
     /// The daemon that owns the pinned program, if one runs.
@@ -220,6 +224,12 @@ impl Config {
         if self.has_prefixes {
             flags |= mg_config_flag::MG_CONFIG_PREFIXES.0;
         }
+        if self.identity {
+            flags |= mg_config_flag::MG_CONFIG_IDENTITY.0;
+        }
+        if self.mmap {
+            flags |= mg_config_flag::MG_CONFIG_MMAP.0;
+        }
         mg_config {
             agent_pid: self.agent_pid.unwrap_or(0),
             scope: self.scope.into(),
@@ -234,6 +244,8 @@ impl Config {
             scope: raw.scope.try_into()?,
             memfd_block: flags & mg_config_flag::MG_CONFIG_MEMFD_BLOCK.0 != 0,
             has_prefixes: flags & mg_config_flag::MG_CONFIG_PREFIXES.0 != 0,
+            identity: flags & mg_config_flag::MG_CONFIG_IDENTITY.0 != 0,
+            mmap: flags & mg_config_flag::MG_CONFIG_MMAP.0 != 0,
             host_mnt_ns: raw.host_mnt_ns,
             agent_pid: (raw.agent_pid != 0).then_some(raw.agent_pid),
         })
@@ -311,6 +323,8 @@ mod tests {
             scope: Scope::All,
             memfd_block: false,
             has_prefixes: false,
+            identity: false,
+            mmap: false,
             host_mnt_ns: 0,
             agent_pid: None,
         }
@@ -332,6 +346,8 @@ mod tests {
             scope: Scope::Containers,
             memfd_block: true,
             has_prefixes: true,
+            identity: true,
+            mmap: true,
             host_mnt_ns: 4026531841,
             agent_pid: Some(42),
         };

@@ -370,6 +370,12 @@ pub fn render(s: &Snapshot, undelivered: u64) -> String {
         s.names as u64,
     );
     metric(
+        "minerguard_remembered_files",
+        "gauge",
+        "Files the kernel remembers after blocking them by name (denied under any name).",
+        s.remembered as u64,
+    );
+    metric(
         "minerguard_enforcing",
         "gauge",
         "1 while the LSM program is attached.",
@@ -397,6 +403,7 @@ mod tests {
                 enforcing: true,
                 mode: Some(Mode::Audit),
                 names: 39,
+                remembered: 2,
                 counters: Some(Stats {
                     checked: 10,
                     blocked: 2,
@@ -413,6 +420,7 @@ mod tests {
         assert!(text.contains("minerguard_events_lost_total 1\n"));
         assert!(text.contains("minerguard_events_undelivered_total 4\n"));
         assert!(text.contains("minerguard_policy_names 39\n"));
+        assert!(text.contains("minerguard_remembered_files 2\n"));
         assert!(text.contains("minerguard_enforce_mode 0\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(' ').next().unwrap();

@@ -16,6 +16,8 @@ pub struct Record<'a> {
     pub mode: &'static str,
     pub matched_name: &'a str,
     pub matched_on: &'static str,
+    /// "exec", or "mmap" for a file mapped executable.
+    pub hook: &'static str,
     pub pid: u32,
     pub tid: u32,
     pub ppid: u32,
@@ -23,9 +25,9 @@ pub struct Record<'a> {
     pub gid: u32,
     /// The caller's name: the exec had not replaced it yet.
     pub comm: &'a str,
-    /// The path as passed to exec.
+    /// The path as passed to exec (for a mapping: the file's name).
     pub filename: &'a str,
-    /// The name of the file really executed.
+    /// The name of the file really executed (or mapped).
     pub file_name: &'a str,
     pub cgroup_id: u64,
     /// The leaf name of the caller's cgroup at the exec.
@@ -51,6 +53,7 @@ impl<'a> Record<'a> {
             mode: e.mode.as_str(),
             matched_name: &e.matched_name,
             matched_on: e.matched_on.as_str(),
+            hook: e.hook.as_str(),
             pid: e.pid,
             tid: e.tid,
             ppid: e.ppid,

@@ -3,9 +3,12 @@
 //! `minerguard disable` removes them.
 //!
 //! ```text
-//! /sys/fs/bpf/minerguard/link           the link: while pinned, execs are checked
+//! /sys/fs/bpf/minerguard/link           the exec hook's link: while pinned, execs are checked
 //! /sys/fs/bpf/minerguard/prog           the program behind it
-//! /sys/fs/bpf/minerguard/maps-vN/       names, prefixes, memfd_allow, config, stats, events
+//! /sys/fs/bpf/minerguard/mmap-link      the mmap hook's link (files mapped executable)
+//! /sys/fs/bpf/minerguard/mmap-prog      the program behind it
+//! /sys/fs/bpf/minerguard/maps-vN/       names, prefixes, memfd_allow, config, mode,
+//!                                       identities, stats, events
 //! ```
 
 use std::fs;
@@ -15,11 +18,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use libbpf_rs::{Link, MapCore, MapHandle, OpenObject};
+use libbpf_rs::{MapCore, MapHandle, OpenObject};
 use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::attach::Links;
 use crate::bpf::MinerguardSkel;
 use crate::contract::ABI;
 use crate::maps::{self, ListMaps, Stats};
@@ -47,9 +51,28 @@ const CONFIG: PinnedMap = pinned_as("config", "mg_config");
 const MODE: PinnedMap = pinned_as("mode", "mg_mode");
 const STATS: PinnedMap = pinned_as("stats", "mg_stats");
 const EVENTS: PinnedMap = pinned_as("events", "mg_events");
+/// Filled by the programs: files blocked by name, remembered across restarts.
+const IDENTITIES: PinnedMap = pinned_as("identities", "mg_identities");
 
 /// Every pinned map, the one list. The .bss map is private to one program.
-const PINNED_MAPS: [PinnedMap; 7] = [NAMES, PREFIXES, MEMFD_ALLOW, CONFIG, MODE, STATS, EVENTS];
+const PINNED_MAPS: [PinnedMap; 8] = [
+    NAMES,
+    PREFIXES,
+    MEMFD_ALLOW,
+    CONFIG,
+    MODE,
+    STATS,
+    EVENTS,
+    IDENTITIES,
+];
+
+/// The programs' pins, `(link, program)` under PIN_DIR, the exec hook's last: its link is
+/// the one `status` reads as "enforcing".
+const MMAP_PINS: (&str, &str) = ("mmap-link", "mmap-prog");
+const EXEC_PINS: (&str, &str) = ("link", "prog");
+
+/// The programs as the kernel lists them (names cut to 15 bytes).
+const HOOK_PROGRAMS: [&str; 2] = ["mg_bprm_check", "mg_mmap_file"];
 
 fn pinned(map_name: &std::ffi::OsStr) -> Option<&'static PinnedMap> {
     PINNED_MAPS.iter().find(|p| map_name == p.map)
@@ -60,11 +83,7 @@ fn maps_dir() -> PathBuf {
 }
 
 fn link_path() -> PathBuf {
-    Path::new(PIN_DIR).join("link")
-}
-
-fn prog_path() -> PathBuf {
-    Path::new(PIN_DIR).join("prog")
+    Path::new(PIN_DIR).join(EXEC_PINS.0)
 }
 
 fn map_path(map: &PinnedMap) -> PathBuf {
@@ -247,7 +266,7 @@ impl Lock {
 /// After attach and probe: makes this program the pinned one. The new link is attached
 /// before the old pin is replaced, so there is no moment without a program checking execs.
 /// `ensure_bpffs` must have run (the agent does it before it looks at the pins).
-pub fn install(skel: &mut MinerguardSkel<'_>, link: &mut Link, adopted: bool) -> Result<()> {
+pub fn install(skel: &mut MinerguardSkel<'_>, links: &mut Links, adopted: bool) -> Result<()> {
     use libbpf_rs::skel::Skel;
     fs::create_dir_all(maps_dir()).with_context(|| format!("creating {}", maps_dir().display()))?;
     restrict(Path::new(PIN_DIR), PIN_DIR_MODE)?;
@@ -259,8 +278,14 @@ pub fn install(skel: &mut MinerguardSkel<'_>, link: &mut Link, adopted: bool) ->
             }
         }
     }
-    pin_over(&prog_path(), |p| skel.progs.mg_bprm_check.pin(p))?;
-    pin_over(&link_path(), |p| link.pin(p))?;
+    let pin =
+        |(link, prog): (&str, &str)| (Path::new(PIN_DIR).join(link), Path::new(PIN_DIR).join(prog));
+    let (link, prog) = pin(MMAP_PINS);
+    pin_over(&prog, |p| skel.progs.mg_mmap_file.pin(p))?;
+    pin_over(&link, |p| links.mmap.pin(p))?;
+    let (link, prog) = pin(EXEC_PINS);
+    pin_over(&prog, |p| skel.progs.mg_bprm_check.pin(p))?;
+    pin_over(&link, |p| links.exec.pin(p))?;
     // Maps of another ABI belonged to the program just replaced.
     for entry in fs::read_dir(PIN_DIR).context("listing the pins")?.flatten() {
         let name = entry.file_name();
@@ -273,19 +298,17 @@ pub fn install(skel: &mut MinerguardSkel<'_>, link: &mut Link, adopted: bool) ->
     Ok(())
 }
 
-/// The links through which a minerguard program checks execs, as the kernel lists them.
+/// The links through which a minerguard program checks execs or mappings, as the kernel
+/// lists them.
 fn attached_links() -> usize {
     let ours: Vec<u32> = libbpf_rs::query::ProgInfoIter::default()
-        .filter(|p| p.name == HOOK_PROGRAM)
+        .filter(|p| HOOK_PROGRAMS.iter().any(|name| p.name == *name))
         .map(|p| p.id)
         .collect();
     libbpf_rs::query::LinkInfoIter::default()
         .filter(|l| ours.contains(&l.prog_id))
         .count()
 }
-
-/// The program's name as the kernel lists it (at most 15 bytes).
-const HOOK_PROGRAM: &str = "mg_bprm_check";
 
 /// Removes every pin, the link first, then waits (up to 10 s) until the kernel has really
 /// detached the program: a user told "no longer checked" must be able to rely on it, and
@@ -295,7 +318,11 @@ pub fn remove() -> Result<bool> {
     if !Path::new(PIN_DIR).exists() {
         return Ok(false);
     }
-    for path in [link_path(), prog_path()] {
+    let pins = [EXEC_PINS, MMAP_PINS]
+        .into_iter()
+        .flat_map(|(link, prog)| [link, prog])
+        .map(|name| Path::new(PIN_DIR).join(name));
+    for path in pins {
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -328,6 +355,8 @@ pub struct Snapshot {
     pub mode: Option<Mode>,
     /// Names and prefix patterns in the kernel's maps.
     pub names: usize,
+    /// Files remembered after a block (the identity layer), at most `MAX_IDENTITIES`.
+    pub remembered: usize,
     /// The daemon that owns the program, if it still runs.
     pub agent_pid: Option<u32>,
     /// `None` when nothing is pinned.
@@ -341,6 +370,7 @@ impl Snapshot {
             enforcing: false,
             mode: None,
             names: 0,
+            remembered: 0,
             agent_pid: None,
             counters: None,
         }
@@ -355,6 +385,7 @@ pub struct Pinned {
     prefixes: MapHandle,
     memfd_allow: MapHandle,
     stats: MapHandle,
+    identities: MapHandle,
 }
 
 impl Pinned {
@@ -389,6 +420,7 @@ impl Pinned {
             prefixes: open(&PREFIXES)?,
             memfd_allow: open(&MEMFD_ALLOW)?,
             stats: open(&STATS)?,
+            identities: open(&IDENTITIES)?,
         }))
     }
 
@@ -415,6 +447,8 @@ impl Pinned {
             enforcing: link_path().exists(),
             mode: Some(maps::mode(&self.mode)?),
             names: lists.patterns(),
+            // Bounded by the map's size (MAX_IDENTITIES).
+            remembered: self.identities.keys().count(),
             agent_pid: self.agent_pid()?,
             counters: Some(maps::stats(&self.stats)?),
         })
@@ -469,7 +503,7 @@ mod tests {
         let json = serde_json::to_value(Snapshot::unpinned()).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({ "enforcing": false, "mode": null, "names": 0, "agent_pid": null, "counters": null })
+            serde_json::json!({ "enforcing": false, "mode": null, "names": 0, "remembered": 0, "agent_pid": null, "counters": null })
         );
     }
 

@@ -70,6 +70,10 @@ pub struct Policy {
     pub memfd_block: bool,
     /// ...but those whose file name (`memfd:<name>`) is listed here.
     pub memfd_allow: Vec<String>,
+    /// `[identity] enabled`: a file blocked under a listed name stays blocked under any other.
+    pub identity: bool,
+    /// `[mmap] enabled`: a file mapped executable (loader launches, LD_PRELOAD) is checked.
+    pub mmap: bool,
 }
 
 /// At most this many problems are listed; the rest are counted. A policy generated wrong can
@@ -232,6 +236,21 @@ struct RawPolicy {
     scope: Option<Scope>,
     names: Option<Vec<Spanned<String>>>,
     memfd: Option<RawMemfd>,
+    identity: Option<RawSwitch>,
+    mmap: Option<RawSwitch>,
+}
+
+/// A layer that is on or off (`[identity]`, `[mmap]`): on unless the policy says otherwise.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSwitch {
+    enabled: Option<bool>,
+}
+
+impl RawSwitch {
+    fn on(switch: Option<RawSwitch>) -> bool {
+        switch.and_then(|s| s.enabled).unwrap_or(true)
+    }
 }
 
 #[derive(Deserialize)]
@@ -416,6 +435,8 @@ impl Policy {
             prefixes,
             memfd_block: memfd.block.unwrap_or(false),
             memfd_allow,
+            identity: RawSwitch::on(raw.identity),
+            mmap: RawSwitch::on(raw.mmap),
         })
     }
 }
@@ -598,7 +619,22 @@ mod tests {
     fn unknown_key_is_located() {
         assert_eq!(
             problems("mode = \"enforce\"\nnames = []\nmodes = 1\n"),
-            ["3:1: unknown field `modes`, expected one of `mode`, `scope`, `names`, `memfd`"]
+            ["3:1: unknown field `modes`, expected one of `mode`, `scope`, `names`, `memfd`, `identity`, `mmap`"]
+        );
+    }
+
+    #[test]
+    fn identity_and_mmap_are_on_unless_turned_off() {
+        let p = Policy::parse("mode = \"enforce\"\nnames = [\"xmrig\"]\n").unwrap();
+        assert!(p.identity && p.mmap);
+        let p = Policy::parse(
+            "mode = \"enforce\"\nnames = []\n[identity]\nenabled = false\n[mmap]\nenabled = false\n",
+        )
+        .unwrap();
+        assert!(!p.identity && !p.mmap);
+        assert_eq!(
+            problems("mode = \"enforce\"\nnames = []\n[mmap]\nenable = false\n"),
+            ["4:1: unknown field `enable`, expected `enabled`"]
         );
     }
 

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * minerguard's kernel side. mg_bprm_check: on every exec, look up the two
- * names the exec carries in the policy's maps and, on a match, deny (enforce)
- * or allow (audit), reporting either over a ring buffer. mg_host_mnt_ns: a
+ * names the exec carries in the policy's maps, then the file's identity (a file
+ * blocked before under a listed name) and, on a match, deny (enforce) or allow
+ * (audit), reporting either over a ring buffer. mg_mmap_file: the same for a
+ * file mapped executable, which is how the dynamic loader runs a program it was
+ * given as an argument and how preloaded libraries come in. mg_host_mnt_ns: a
  * task iterator the agent runs once, to learn the host's mount namespace.
  */
 #include "vmlinux.h"
@@ -13,6 +16,7 @@
 #include "minerguard.h"
 
 #define EPERM 1
+#define PROT_EXEC 0x4
 #define MAX_ERRNO 4095
 /* The kernel names a memfd's dentry "memfd:<name chosen by its creator>". */
 #define MEMFD_PREFIX "memfd:"
@@ -41,6 +45,7 @@ char LICENSE[] SEC("license") = "GPL";
 struct mg_event mg_contract_event;
 enum mg_limit mg_contract_limit;
 enum mg_stat mg_contract_stat;
+enum mg_hook mg_contract_hook;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -75,6 +80,18 @@ struct {
 	__type(key, __u32);
 	__type(value, struct mg_config);
 } mg_config SEC(".maps");
+
+/*
+ * Files blocked (or audited) under a listed name, by inode: the same file under
+ * any other name is the same program. Filled by the programs, not the agent;
+ * pinned, so a restart does not forget; the least recently used go first.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MG_MAX_IDENTITIES);
+	__type(key, struct mg_file_key);
+	__type(value, struct mg_identity);
+} mg_identities SEC(".maps");
 
 /* The mode, alone, so that flipping it rewrites nothing else (see struct mg_config). */
 struct {
@@ -163,18 +180,17 @@ static __always_inline bool has_memfd_prefix(const char *name)
 }
 
 /*
- * The name of the file really executed: a symlink neither hides nor renames
+ * The name of the file really executed (or mapped): a symlink neither hides nor renames
  * it. A memfd's name is "memfd:" plus whatever its creator chose; that chosen
  * part is what is matched. A file with no name on disk (a memfd, O_TMPFILE, a
  * file deleted after open) is denied when the policy blocks them, unless it is
  * an allowed memfd: returns MG_MATCH_MEMFD or MG_MATCH_UNLINKED then, else 0.
  * (Direct loads: the hook's arguments are BTF pointers, walked without helpers.)
  */
-static __always_inline enum mg_match read_file_name(struct linux_binprm *bprm,
-						    struct mg_names_read *r,
+static __always_inline enum mg_match read_file_name(struct file *file, struct mg_names_read *r,
 						    enum mg_config_flag flags)
 {
-	struct dentry *dentry = bprm->file->f_path.dentry;
+	struct dentry *dentry = file->f_path.dentry;
 	const unsigned char *name = dentry->d_name.name;
 	__u32 len = dentry->d_name.len;
 	struct mg_name *key = &r->file_name.name;
@@ -302,30 +318,119 @@ static __always_inline bool same_name(const struct mg_name *a, const struct mg_n
 	return true;
 }
 
+/* struct inode before 6.11 (the mtime as a timespec64), in the two spellings it had. */
+struct inode___timespec {
+	struct timespec64 i_mtime; /* up to 6.6 */
+} __attribute__((preserve_access_index));
+
+struct inode___private_timespec {
+	struct timespec64 __i_mtime; /* 6.7 to 6.10 */
+} __attribute__((preserve_access_index));
+
+/* What tells a file's content changed: its mtime and size. */
+static __always_inline void file_state(struct inode *inode, __s64 *sec, __u32 *nsec, __s64 *size)
+{
+	struct inode___private_timespec *private_ts = (void *)inode;
+	struct inode___timespec *ts = (void *)inode;
+
+	*size = BPF_CORE_READ(inode, i_size);
+	if (bpf_core_field_exists(inode->i_mtime_sec)) {
+		*sec = BPF_CORE_READ(inode, i_mtime_sec);
+		*nsec = BPF_CORE_READ(inode, i_mtime_nsec);
+	} else if (bpf_core_field_exists(private_ts->__i_mtime)) {
+		*sec = BPF_CORE_READ(private_ts, __i_mtime.tv_sec);
+		*nsec = BPF_CORE_READ(private_ts, __i_mtime.tv_nsec);
+	} else {
+		*sec = BPF_CORE_READ(ts, i_mtime.tv_sec);
+		*nsec = BPF_CORE_READ(ts, i_mtime.tv_nsec);
+	}
+}
+
+static __always_inline void file_key(struct inode *inode, struct mg_file_key *k)
+{
+	k->ino = BPF_CORE_READ(inode, i_ino);
+	k->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	k->generation = BPF_CORE_READ(inode, i_generation);
+}
+
+/*
+ * Remembers a file whose own name just matched. Only a file with one name: a
+ * file linked under several names before its first block (`ln /bin/sleep
+ * /tmp/xmrig`) may be a system program, which a listed name given to it must
+ * not take away from everybody.
+ */
+static __noinline void remember(struct file *file, const struct mg_name *name)
+{
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	struct mg_identity v = {};
+	struct mg_file_key k = {};
+
+	if (BPF_CORE_READ(inode, __i_nlink) != 1)
+		return;
+	file_key(inode, &k);
+	file_state(inode, &v.mtime_sec, &v.mtime_nsec, &v.size);
+	/* (A helper copy: an inline one of unaligned bytes costs ~150 bytes of stack.) */
+	bpf_probe_read_kernel(&v.name, sizeof(v.name), name);
+	bpf_map_update_elem(&mg_identities, &k, &v, BPF_ANY);
+}
+
+/*
+ * The name a remembered file was blocked as, if it has not changed since, else
+ * NULL (a changed file is forgotten). The name stays in the map's memory,
+ * which outlives this program's run; it costs no stack.
+ */
+static __always_inline const struct mg_name *recall(struct file *file)
+{
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	struct mg_identity *seen;
+	struct mg_file_key k = {};
+	__s64 sec, size;
+	__u32 nsec;
+
+	file_key(inode, &k);
+	seen = bpf_map_lookup_elem(&mg_identities, &k);
+	if (!seen)
+		return NULL;
+	file_state(inode, &sec, &nsec, &size);
+	if (sec != seen->mtime_sec || nsec != seen->mtime_nsec || size != seen->size) {
+		bpf_map_delete_elem(&mg_identities, &k);
+		return NULL;
+	}
+	return &seen->name;
+}
+
 static __always_inline __u32 mnt_ns_of(struct task_struct *task)
 {
 	return BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
 }
 
+/* What a check found, for the event and the verdict. */
+struct mg_found {
+	struct file *file; /* the file executed or mapped */
+	const char *path; /* kernel string: the path passed to exec, or the file's name */
+	const struct mg_name *matched; /* the name (or pattern) that matched */
+	enum mg_match matched_on;
+	enum mg_hook hook;
+	__u32 prefix_len; /* non-zero: matched a prefix pattern this long */
+};
+
 /*
  * Sends one event. Enforcement never waits on the ring buffer: when it is
  * full, the loss is only counted.
  */
-static __always_inline void report(struct linux_binprm *bprm, struct mg_names_read *r,
-				   enum mg_mode mode, enum mg_action action, enum mg_match matched_on,
-				   __u32 prefix_len, bool host)
+static __always_inline void report(const struct mg_found *f, enum mg_mode mode,
+				   enum mg_action action, bool host)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct mg_name *matched = &r->file_name.name;
 	__u64 uid_gid = bpf_get_current_uid_gid();
 	struct mg_event *e = bpf_ringbuf_reserve(&mg_events, sizeof(*e), 0);
+	__u32 prefix_len = f->prefix_len;
+	struct file *file = f->file;
 
 	if (!e) {
 		count(MG_STAT_LOST);
 		return;
 	}
-	if (matched_on == MG_MATCH_PROCESS_NAME)
-		matched = &r->process_name.name;
 	e->boot_ns = bpf_ktime_get_boot_ns();
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	e->pid = bpf_get_current_pid_tgid() >> 32;
@@ -336,15 +441,16 @@ static __always_inline void report(struct linux_binprm *bprm, struct mg_names_re
 	e->mnt_ns = mnt_ns_of(task);
 	e->action = action;
 	e->mode = mode;
-	e->matched_on = matched_on;
+	e->matched_on = f->matched_on;
 	e->host = host;
-	e->reserved[0] = 0;
-	e->reserved[1] = 0;
+	e->hook = f->hook;
+	e->reserved = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	__builtin_memcpy(e->matched_name, matched->name, MG_NAME_LEN);
+	__builtin_memcpy(e->matched_name, f->matched->name, MG_NAME_LEN);
+	/* (Through a local: a CO-RE read of f->file would relocate mg_found, unknown to the kernel.) */
 	bpf_probe_read_kernel_str(e->file_name, sizeof(e->file_name),
-				  BPF_CORE_READ(bprm, file, f_path.dentry, d_name.name));
-	if (matched_on == MG_MATCH_MEMFD || matched_on == MG_MATCH_UNLINKED)
+				  BPF_CORE_READ(file, f_path.dentry, d_name.name));
+	if (f->matched_on == MG_MATCH_MEMFD || f->matched_on == MG_MATCH_UNLINKED)
 		__builtin_memcpy(e->matched_name, e->file_name, MG_NAME_LEN);
 	/* A prefix match reports the pattern, not the whole name. */
 	e->matched_prefix = prefix_len != 0;
@@ -353,10 +459,26 @@ static __always_inline void report(struct linux_binprm *bprm, struct mg_names_re
 		barrier_var(prefix_len);
 		e->matched_name[prefix_len & (MG_NAME_LEN - 1)] = 0;
 	}
-	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), f->path);
 	bpf_probe_read_kernel_str(e->cgroup_name, sizeof(e->cgroup_name),
 				  BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, name));
 	bpf_ringbuf_submit(e, 0);
+}
+
+/*
+ * The verdict on a match, counted and reported: -EPERM (enforce) or 0 (audit,
+ * or a host process under scope = "containers").
+ */
+static __always_inline long verdict(const struct mg_found *f, const struct mg_config *config,
+				    enum mg_mode mode)
+{
+	bool host, blocked;
+
+	host = mnt_ns_of((struct task_struct *)bpf_get_current_task()) == config->host_mnt_ns;
+	blocked = mode != MG_MODE_AUDIT && !(config->scope == MG_SCOPE_CONTAINERS && host);
+	count(blocked ? MG_STAT_BLOCKED : MG_STAT_AUDITED);
+	report(f, mode, blocked ? MG_ACTION_BLOCKED : MG_ACTION_AUDITED, host);
+	return blocked ? -EPERM : 0;
 }
 
 /*
@@ -379,12 +501,12 @@ long BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 {
 	struct mg_hit file, name = {};
 	struct mg_names_read r;
-	enum mg_match matched_on = 0, unnamed;
+	struct mg_found f = {};
+	enum mg_match unnamed;
 	struct mg_config *config;
-	enum mg_mode *modep, mode;
-	bool host, blocked;
+	enum mg_mode *modep;
 	enum mg_config_flag flags;
-	__u32 zero = 0, prefix_len;
+	__u32 zero = 0;
 
 	/* An earlier BPF LSM program denied: keep its answer. */
 	if (ret != 0)
@@ -407,33 +529,95 @@ long BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 	r.process_name.name.name[0] = 0;
 	if (bprm->interp == bprm->filename)
 		read_process_name(bprm, &r);
-	unnamed = read_file_name(bprm, &r, flags);
+	unnamed = read_file_name(bprm->file, &r, flags);
 	file = lookup(&r.file_name, r.file_whole, flags);
 	if (r.process_whole && r.file_whole && same_name(&r.file_name.name, &r.process_name.name))
 		name = file;
 	else if (r.process_name.name.name[0])
 		name = lookup(&r.process_name, r.process_whole, flags);
-	if (!file.kind && !name.kind && !unnamed)
-		return 0;
 	/* The daemon's probe proves the hook is live; it is not a policy decision. */
 	if (file.kind == MG_NAME_PROBE || name.kind == MG_NAME_PROBE)
 		return -EPERM;
 
+	f.file = bprm->file;
+	f.path = bprm->filename;
+	f.hook = MG_HOOK_EXEC;
+	f.matched = &r.file_name.name;
 	if (file.kind)
-		matched_on |= MG_MATCH_FILE;
+		f.matched_on |= MG_MATCH_FILE;
 	if (name.kind)
-		matched_on |= MG_MATCH_PROCESS_NAME;
-	if (!matched_on)
-		matched_on = unnamed;
+		f.matched_on |= MG_MATCH_PROCESS_NAME;
+	if (f.matched_on == MG_MATCH_PROCESS_NAME)
+		f.matched = &r.process_name.name;
+	if (f.matched_on) {
+		f.prefix_len = file.kind ? file.prefix_len : name.prefix_len;
+		/*
+		 * Only the file's own name makes it the miner: a listed name given
+		 * to a symlink (or passed to exec) says nothing about the file.
+		 */
+		if ((flags & MG_CONFIG_IDENTITY) && file.kind)
+			remember(bprm->file, &r.file_name.name);
+	} else if (unnamed) {
+		f.matched_on = unnamed;
+	} else if ((flags & MG_CONFIG_IDENTITY) && (f.matched = recall(bprm->file))) {
+		f.matched_on = MG_MATCH_IDENTITY;
+	} else {
+		return 0;
+	}
+	return lsm_ret(verdict(&f, config, *modep));
+}
 
-	prefix_len = file.kind ? file.prefix_len : name.prefix_len;
-	mode = *modep;
-	host = mnt_ns_of((struct task_struct *)bpf_get_current_task()) == config->host_mnt_ns;
-	blocked = mode != MG_MODE_AUDIT && !(config->scope == MG_SCOPE_CONTAINERS && host);
-	count(blocked ? MG_STAT_BLOCKED : MG_STAT_AUDITED);
-	report(bprm, &r, mode, blocked ? MG_ACTION_BLOCKED : MG_ACTION_AUDITED, matched_on,
-	       prefix_len, host);
-	return lsm_ret(blocked ? -EPERM : 0);
+/*
+ * A file mapped executable: how the dynamic loader runs a program given to it
+ * as an argument (`ld-linux-x86-64.so.2 ./xmrig` never execs ./xmrig) and how
+ * LD_PRELOAD brings a library in. Checked by its name and identity like an
+ * exec. memfd and unlinked files are not denied here: JIT engines map such
+ * memory executable.
+ */
+SEC("lsm/mmap_file")
+long BPF_PROG(mg_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
+	      unsigned long mmap_flags, int ret)
+{
+	struct task_struct *task;
+	struct mg_names_read r;
+	struct mg_found f = {};
+	struct mg_config *config;
+	enum mg_mode *modep;
+	struct mg_hit hit;
+	__u32 zero = 0;
+
+	if (ret != 0)
+		return lsm_ret(ret);
+	if (!(prot & PROT_EXEC) || !file)
+		return 0;
+	config = bpf_map_lookup_elem(&mg_config, &zero);
+	modep = bpf_map_lookup_elem(&mg_mode, &zero);
+	if (!config || !modep || !(config->flags & MG_CONFIG_MMAP))
+		return 0;
+	/* The program's own file, mapped by exec itself, was checked as the exec. */
+	task = (struct task_struct *)bpf_get_current_task();
+	if (BPF_CORE_READ(task, mm, exe_file, f_inode) == file->f_inode)
+		return 0;
+
+	read_file_name(file, &r, 0);
+	hit = lookup(&r.file_name, r.file_whole, config->flags);
+	if (hit.kind == MG_NAME_PROBE)
+		return -EPERM;
+	f.file = file;
+	f.path = (const char *)file->f_path.dentry->d_name.name;
+	f.hook = MG_HOOK_MMAP;
+	f.matched = &r.file_name.name;
+	if (hit.kind) {
+		f.matched_on = MG_MATCH_MMAP;
+		f.prefix_len = hit.prefix_len;
+		if (config->flags & MG_CONFIG_IDENTITY)
+			remember(file, f.matched);
+	} else if ((config->flags & MG_CONFIG_IDENTITY) && (f.matched = recall(file))) {
+		f.matched_on = MG_MATCH_IDENTITY;
+	} else {
+		return 0;
+	}
+	return lsm_ret(verdict(&f, config, *modep));
 }
 
 /*

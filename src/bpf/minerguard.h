@@ -35,6 +35,12 @@ enum mg_limit {
 	MG_MAX_PREFIXES = 4096,
 	MG_MAX_MEMFD_ALLOW = 256,
 	/*
+	 * Files remembered after a block (least recently used forgotten first):
+	 * each is a miner already caught once, so a node seldom holds more than a
+	 * handful.
+	 */
+	MG_MAX_IDENTITIES = 16384,
+	/*
 	 * The maps' sizes: a reload adds the new policy's entries before it
 	 * removes the old one's, so two of the largest policies must fit at once,
 	 * plus the probe's name. With BPF_F_NO_PREALLOC, memory follows the
@@ -68,6 +74,20 @@ enum mg_match {
 	 * after open) and such execs are blocked with memfd execs.
 	 */
 	MG_MATCH_UNLINKED = 8,
+	/*
+	 * No name matched, but the file itself (its inode, unchanged since) was
+	 * blocked or audited before under a listed name: a hardlink, a move or a
+	 * symlink does not make it another program.
+	 */
+	MG_MATCH_IDENTITY = 16,
+	/* A file mapped executable (by the dynamic loader, LD_PRELOAD) has a listed name. */
+	MG_MATCH_MMAP = 32,
+};
+
+/* Where a check ran. */
+enum mg_hook {
+	MG_HOOK_EXEC = 0, /* bprm_check_security: an exec */
+	MG_HOOK_MMAP = 1, /* mmap_file with PROT_EXEC: a file mapped executable */
 };
 
 enum mg_scope {
@@ -81,6 +101,10 @@ enum mg_config_flag {
 	/* deny execs of a memfd not in the allow map, and of any other file with no name on disk */
 	MG_CONFIG_MEMFD_BLOCK = 1,
 	MG_CONFIG_PREFIXES = 2, /* the prefixes map has entries: worth a lookup */
+	/* remember a file blocked by name and check every exec against those remembered */
+	MG_CONFIG_IDENTITY = 4,
+	/* check files mapped executable (loader launches, preloaded libraries) too */
+	MG_CONFIG_MMAP = 8,
 };
 
 /* Value of an entry in the names map. */
@@ -123,6 +147,29 @@ struct mg_config {
 	__u32 host_mnt_ns; /* mount namespace inode of PID 1, read in the kernel */
 };
 
+/*
+ * Key of the identities map: one file, as long as it exists. The generation
+ * tells apart two files that reuse an inode number one after the other (on
+ * filesystems that set it; elsewhere the mtime in the value does).
+ */
+struct mg_file_key {
+	__u64 ino;
+	__u32 dev; /* the superblock's s_dev */
+	__u32 generation;
+};
+
+/*
+ * Value of the identities map: what the file was when it was blocked. A
+ * changed mtime or size means new content: the entry is then forgotten.
+ */
+struct mg_identity {
+	__s64 mtime_sec;
+	__u32 mtime_nsec;
+	__u32 reserved;
+	__s64 size;
+	struct mg_name name; /* the listed name or pattern it was blocked as */
+};
+
 struct mg_event {
 	__u64 boot_ns; /* bpf_ktime_get_boot_ns() at the check */
 	__u64 cgroup_id; /* cgroup v2 id of the caller */
@@ -137,11 +184,13 @@ struct mg_event {
 	enum mg_match matched_on;
 	__u8 matched_prefix; /* matched_name is a prefix pattern */
 	__u8 host; /* the caller is in the host's mount namespace */
-	__u8 reserved[2];
+	__u8 hook; /* enum mg_hook */
+	__u8 reserved;
 	char comm[MG_COMM_LEN]; /* caller's comm (the new one is not set yet) */
 	char matched_name[MG_NAME_LEN];
 	char file_name[MG_NAME_LEN]; /* bprm->file's dentry name */
-	char filename[MG_PATH_LEN]; /* bprm->filename, as passed to exec */
+	/* bprm->filename, as passed to exec; for a mapping, the file's name */
+	char filename[MG_PATH_LEN];
 	/* The caller's cgroup v2 leaf name, read at the exec: still right when the
 	 * container is gone by the time the event is read. */
 	char cgroup_name[MG_CGROUP_NAME_LEN];

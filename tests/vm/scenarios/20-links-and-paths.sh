@@ -1,7 +1,8 @@
 # A miner started through a symlink, a hardlink or a relative path is caught, in enforce
 # (status 126, "not permitted") and in audit (it runs), with one event saying which name
 # matched. Known limits, asserted so a change shows: a copy under an innocent name and a
-# hardlink under an innocent name run, and give no event (name matching cannot see them).
+# hardlink made under an innocent name before the file was ever blocked run, and give no
+# event (names cannot see them; identity remembers only a file with one name, scenario 57).
 # shellcheck shell=sh source=../guest/lib.sh  # busybox sh; /mg/lib.sh in the VM
 . /mg/lib.sh
 write_policy /tmp/policy.toml enforce xmrig minerd mg-sentinel
@@ -14,7 +15,7 @@ cp /bin/sleep /tmp/h/innocent
 ln /tmp/h/innocent /tmp/h/xmrig             # hardlink: the same inode under a listed name
 cp /bin/sleep /tmp/r/xmrig
 cp /tmp/xmrig /tmp/kworker-helper           # known limit: renamed copy
-ln /tmp/xmrig /tmp/kworker-hl               # known limit: hardlink under a new name
+ln /tmp/xmrig /tmp/kworker-hl               # known limit: hardlink made before any block
 
 for mode in enforce audit; do
 	set_mode "$mode"
