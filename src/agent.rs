@@ -131,6 +131,7 @@ fn config_for(policy: &Policy, lists: &Lists, host_mnt_ns: u32) -> Config {
         has_prefixes: !lists.prefixes.is_empty(),
         identity: policy.identity,
         mmap: policy.mmap,
+        argv: policy.argv.enabled,
         host_mnt_ns,
         agent_pid: Some(std::process::id()),
     }
@@ -141,12 +142,15 @@ fn list_maps<'a>(maps: &'a MinerguardMaps<'_>) -> ListMaps<'a> {
         names: &maps.mg_names,
         prefixes: &maps.mg_prefixes,
         memfd_allow: &maps.mg_memfd_allow,
+        arg_rules: &maps.mg_arg_rules,
+        arg_values: &maps.mg_arg_values,
+        domains: &maps.mg_domains,
     }
 }
 
 /// Moves the maps from one policy to another with no instant in which an entry listed in
 /// both is missing or unreachable: additions first, then the config entry with every check
-/// either policy turns on (prefixes, identity, mmap), then the mode, then removals, then the
+/// either policy turns on (prefixes, identity, mmap, argv), then the mode, then removals, then the
 /// final config. A failure stops before any removal, so the old policy stays whole.
 fn move_policy(
     maps: &MinerguardMaps<'_>,
@@ -161,6 +165,7 @@ fn move_policy(
         has_prefixes: config.has_prefixes || old_config.has_prefixes,
         identity: config.identity || old_config.identity,
         mmap: config.mmap || old_config.mmap,
+        argv: config.argv || old_config.argv,
         ..config
     };
     maps::write_config(&maps.mg_config, interim)?;
@@ -265,6 +270,7 @@ impl<'obj> Agent<'obj> {
             memfd_block = config.memfd_block,
             identity = config.identity,
             mmap = config.mmap,
+            argv = config.argv,
             policy = %opts.policy.display(),
             "minerguard ready"
         );
@@ -302,7 +308,7 @@ impl<'obj> Agent<'obj> {
             bail!("failing the start after applying the policy, as --fail-after-policy asks");
         }
         let mut links = attach::attach(skel)?;
-        attach::probe(&skel.maps.mg_names, config.mmap)?;
+        attach::probe(&skel.maps, config)?;
         pins::install(skel, &mut links, previous.is_some())?;
         Ok(links)
     }
@@ -459,6 +465,7 @@ impl Agent<'_> {
             memfd_block = applied.config.memfd_block,
             identity = applied.config.identity,
             mmap = applied.config.mmap,
+            argv = applied.config.argv,
             "policy reloaded"
         );
     }

@@ -6,6 +6,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -14,9 +15,9 @@ use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::{Link, MapCore};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 
-use crate::bpf::{MinerguardSkel, OpenMinerguardSkel};
-use crate::contract::PROBE_NAME;
-use crate::maps;
+use crate::bpf::{MinerguardMaps, MinerguardSkel, OpenMinerguardSkel};
+use crate::contract::{ARGV_PROBE, PROBE_NAME};
+use crate::maps::{self, Config};
 
 const LSM_LIST: &str = "/sys/kernel/security/lsm";
 const SECURITYFS: &str = "/sys/kernel/security";
@@ -172,6 +173,8 @@ pub struct Links {
     pub exec: Link,
     /// mmap_file: files mapped executable.
     pub mmap: Link,
+    /// sched_process_exec: the arguments an exec passed.
+    pub argv: Link,
 }
 
 pub fn attach(skel: &MinerguardSkel<'_>) -> Result<Links> {
@@ -181,7 +184,10 @@ pub fn attach(skel: &MinerguardSkel<'_>) -> Result<Links> {
             enable_hint(active_lsms().as_deref())
         )
     };
-    // The mmap hook first: once the exec hook is attached, both are.
+    // The exec hook last: once it is attached, all are.
+    let argv = skel.progs.mg_exec_args.attach().map_err(|e| {
+        anyhow!("attaching the argument check to the sched_process_exec tracepoint failed ({e})")
+    })?;
     let mmap = skel
         .progs
         .mg_mmap_file
@@ -192,7 +198,7 @@ pub fn attach(skel: &MinerguardSkel<'_>) -> Result<Links> {
         .mg_bprm_check
         .attach_lsm()
         .map_err(|e| refused("bprm_check_security", e))?;
-    Ok(Links { exec, mmap })
+    Ok(Links { exec, mmap, argv })
 }
 
 /// Execs, then maps executable, a memfd whose name is listed as the probe: with the hooks
@@ -200,10 +206,14 @@ pub fn attach(skel: &MinerguardSkel<'_>) -> Result<Links> {
 /// missing interpreter and the exec fails with ENOENT, so nothing ever runs, and the mapping
 /// succeeds (and is unmapped at once). The mmap hook only looks when the policy turns it on
 /// (`mmap_enabled`).
-pub fn probe(names: &dyn MapCore, mmap_enabled: bool) -> Result<()> {
+pub fn probe(maps: &MinerguardMaps<'_>, config: Config) -> Result<()> {
+    if config.argv {
+        argv_probe(&maps.mg_arg_rules)?;
+    }
+    let names = &maps.mg_names;
     maps::insert_probe(names)?;
     let outcome = exec_probe().and_then(|exec| {
-        let mmap = if mmap_enabled { mmap_probe()? } else { None };
+        let mmap = if config.mmap { mmap_probe()? } else { None };
         Ok((exec, mmap))
     });
     maps::delete_probe(names)?;
@@ -234,6 +244,27 @@ pub fn probe(names: &dyn MapCore, mmap_enabled: bool) -> Result<()> {
         }
         Err(e) => Err(e.context("running the BPF LSM probe")),
     }
+}
+
+/// Runs this program with the probe argument, which the argument check must kill before it
+/// runs a single instruction (unkilled, it would exit at once on an unknown flag).
+fn argv_probe(rules: &dyn MapCore) -> Result<()> {
+    maps::insert_argv_probe(rules)?;
+    let outcome = Command::new("/proc/self/exe")
+        .arg(ARGV_PROBE)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    maps::delete_argv_probe(rules)?;
+    let status = outcome.context("running the argument check's probe")?;
+    if status.signal() == Some(nix::sys::signal::Signal::SIGKILL as i32) {
+        return Ok(());
+    }
+    bail!(
+        "the argument check is not enforcing on this kernel: a process given an argument it \
+         must kill exited with {status} instead of being killed"
+    )
 }
 
 /// What went wrong when mapping the probe memfd executable, or `None` if EPERM refused it.

@@ -71,8 +71,8 @@ fn print_status(status: &Status) {
         None => println!("agent:       not running (the pinned program enforces on its own; events queue until an agent runs)"),
     }
     println!(
-        "counters:    {} checked, {} blocked, {} audited, {} events lost",
-        counters.checked, counters.blocked, counters.audited, counters.lost
+        "counters:    {} checked, {} blocked, {} killed, {} audited, {} events lost",
+        counters.checked, counters.blocked, counters.killed, counters.audited, counters.lost
     );
     if let Some(undelivered) = status.events_undelivered {
         println!("undelivered: {undelivered} events read by the agent but not written to stdout");

@@ -9,13 +9,13 @@ use std::mem::size_of;
 use anyhow::{bail, Result};
 
 pub use crate::bpf::types::{
-    mg_action, mg_config, mg_config_flag, mg_event, mg_hook, mg_limit, mg_match, mg_mode, mg_name,
-    mg_name_kind, mg_prefix, mg_scope, mg_stat,
+    mg_action, mg_arg_kind, mg_arg_rule, mg_arg_value, mg_config, mg_config_flag, mg_event,
+    mg_hook, mg_limit, mg_match, mg_mode, mg_name, mg_name_kind, mg_prefix, mg_scope, mg_stat,
 };
 
 /// Bump when a type of `minerguard.h` changes layout: maps pinned by an agent of another ABI
 /// are then replaced, not adopted. `tests::abi_fingerprint_is_current` guards it.
-pub const ABI: u32 = 4;
+pub const ABI: u32 = 5;
 
 /// Longest listed name in bytes (the key keeps one byte for the NUL).
 pub const NAME_MAX_BYTES: usize = mg_limit::MG_NAME_LEN.0 as usize - 1;
@@ -23,6 +23,12 @@ pub const MAX_NAMES: usize = mg_limit::MG_MAX_NAMES.0 as usize;
 pub const MAX_PREFIXES: usize = mg_limit::MG_MAX_PREFIXES.0 as usize;
 pub const MAX_MEMFD_ALLOW: usize = mg_limit::MG_MAX_MEMFD_ALLOW.0 as usize;
 pub const MAX_IDENTITIES: usize = mg_limit::MG_MAX_IDENTITIES.0 as usize;
+pub const MAX_ARG_RULES: usize = mg_limit::MG_MAX_ARG_RULES.0 as usize;
+pub const MAX_ARG_VALUES: usize = mg_limit::MG_MAX_ARG_VALUES.0 as usize;
+pub const MAX_DOMAINS: usize = mg_limit::MG_MAX_DOMAINS.0 as usize;
+/// The argument the functional probe passes: the rules map lists it as MG_ARG_PROBE, so the
+/// process that receives it is killed before it runs, whatever the mode.
+pub const ARGV_PROBE: &str = "--minerguard-argv-probe";
 /// What the kernel prefixes a memfd's dentry name with (MEMFD_PREFIX in the program).
 pub const MEMFD_PREFIX: &str = "memfd:";
 /// The name of the daemon's probe memfd. The program matches a memfd by the name its creator
@@ -36,6 +42,8 @@ unsafe impl plain::Plain for mg_config {}
 unsafe impl plain::Plain for mg_event {}
 unsafe impl plain::Plain for mg_name {}
 unsafe impl plain::Plain for mg_prefix {}
+unsafe impl plain::Plain for mg_arg_rule {}
+unsafe impl plain::Plain for mg_arg_value {}
 
 /// The bytes of a contract value, as a map update or a test wants them.
 pub fn bytes<T: plain::Plain>(value: &T) -> &[u8] {
@@ -194,6 +202,12 @@ mod tests {
                 flags,
                 host_mnt_ns
             }),
+            rust_layout!(mg_arg_rule { len, kind, id }),
+            rust_layout!(mg_arg_value {
+                prefixlen,
+                id,
+                value
+            }),
             rust_layout!(mg_file_key {
                 ino,
                 dev,
@@ -269,6 +283,23 @@ mod tests {
         assert_eq!(maps.mg_stats.max_entries(), mg_stat::MG_STAT_MAX.0);
         assert_eq!(maps.mg_identities.max_entries() as usize, MAX_IDENTITIES);
         assert_eq!(
+            maps.mg_arg_rules.max_entries() as usize,
+            2 * MAX_ARG_RULES + 1
+        );
+        assert_eq!(
+            maps.mg_arg_values.max_entries() as usize,
+            2 * MAX_ARG_VALUES
+        );
+        assert_eq!(maps.mg_domains.max_entries() as usize, 2 * MAX_DOMAINS);
+        assert_eq!(
+            maps.mg_arg_rules.value_size() as usize,
+            size_of::<mg_arg_rule>()
+        );
+        assert_eq!(
+            maps.mg_arg_values.key_size() as usize,
+            size_of::<mg_arg_value>()
+        );
+        assert_eq!(
             maps.mg_identities.key_size() as usize,
             size_of::<mg_file_key>()
         );
@@ -294,7 +325,7 @@ mod tests {
         });
         assert_eq!(
             (ABI, fingerprint),
-            (4, 5852156707133971029),
+            (5, 9359584772234395647),
             "layout: {text}"
         );
     }
@@ -310,7 +341,7 @@ mod tests {
             .filter(|n| n.starts_with("mg_"))
             .collect();
         // Program-private structs (not read by the daemon) live in minerguard.bpf.c.
-        let private = ["mg_names_read", "mg_hit", "mg_found"];
+        let private = ["mg_names_read", "mg_hit", "mg_found", "mg_args_read"];
         let shared: BTreeSet<&str> = in_object
             .iter()
             .map(String::as_str)

@@ -8,6 +8,9 @@ use crate::policy::Mode;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     Blocked,
+    /// Killed (SIGKILL) before its first instruction: found past the point where an exec
+    /// can fail.
+    Killed,
     Audited,
 }
 
@@ -15,6 +18,7 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Blocked => "blocked",
+            Action::Killed => "killed",
             Action::Audited => "audited",
         }
     }
@@ -37,6 +41,8 @@ pub enum MatchedOn {
     Identity,
     /// A file mapped executable (by the dynamic loader, LD_PRELOAD) has a listed name.
     Mmap,
+    /// An argument the new program received is a miner's (pool, flag, option value).
+    Argv,
 }
 
 impl MatchedOn {
@@ -49,6 +55,7 @@ impl MatchedOn {
             MatchedOn::Unlinked => "unlinked",
             MatchedOn::Identity => "identity",
             MatchedOn::Mmap => "mmap",
+            MatchedOn::Argv => "argv",
         }
     }
 }
@@ -100,6 +107,7 @@ pub fn decode(data: &[u8]) -> Result<Event> {
     let raw: mg_event = from_bytes(data)?;
     let action = match raw.action {
         mg_action::MG_ACTION_BLOCKED => Action::Blocked,
+        mg_action::MG_ACTION_KILLED => Action::Killed,
         mg_action::MG_ACTION_AUDITED => Action::Audited,
         other => bail!("unknown action {} in an event", other.0),
     };
@@ -111,6 +119,7 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         mg_match::MG_MATCH_UNLINKED => MatchedOn::Unlinked,
         mg_match::MG_MATCH_IDENTITY => MatchedOn::Identity,
         mg_match::MG_MATCH_MMAP => MatchedOn::Mmap,
+        mg_match::MG_MATCH_ARGV => MatchedOn::Argv,
         other => bail!("unknown match kind {} in an event", other.0),
     };
     let hook = match mg_hook(u32::from(raw.hook)) {
@@ -204,6 +213,7 @@ pub(crate) mod tests {
             (mg_match::MG_MATCH_UNLINKED, "unlinked"),
             (mg_match::MG_MATCH_IDENTITY, "identity"),
             (mg_match::MG_MATCH_MMAP, "mmap"),
+            (mg_match::MG_MATCH_ARGV, "argv"),
         ] {
             let mut raw = raw_blocked_xmrig();
             raw[at..at + 4].copy_from_slice(&kind.0.to_ne_bytes());

@@ -9,6 +9,7 @@ mod contract;
 mod delivery;
 mod enrich;
 mod event;
+mod intel;
 mod maps;
 mod metrics;
 mod output;

@@ -8,8 +8,8 @@ use libbpf_rs::{MapCore, MapFlags};
 use serde::Serialize;
 
 use crate::contract::{
-    bytes, from_bytes, mg_config, mg_config_flag, mg_mode, mg_name, mg_name_kind, mg_prefix,
-    mg_scope, mg_stat, PROBE_NAME,
+    bytes, from_bytes, mg_arg_kind, mg_arg_rule, mg_arg_value, mg_config, mg_config_flag, mg_mode,
+    mg_name, mg_name_kind, mg_prefix, mg_scope, mg_stat, ARGV_PROBE, PROBE_NAME,
 };
 use crate::policy::{Mode, Policy, Scope};
 
@@ -47,14 +47,74 @@ pub struct Lists {
     /// Without their trailing `*`.
     pub prefixes: BTreeSet<String>,
     pub memfd_allow: BTreeSet<String>,
+    /// The argument layer's rules, each `KIND:TEXT` (`flag:--donate-level`, see `ArgRule`).
+    pub arg_rules: BTreeSet<String>,
+    /// `--coin=monero`.
+    pub arg_values: BTreeSet<String>,
+    /// Pool domains, none under another (it would never be the longest match's only reason).
+    pub domains: BTreeSet<String>,
+}
+
+/// The kinds of argument rules, as `Lists::arg_rules` spells them.
+const ARG_KINDS: [(&str, mg_arg_kind); 5] = [
+    ("scheme", mg_arg_kind::MG_ARG_PREFIX),
+    ("flag", mg_arg_kind::MG_ARG_FLAG),
+    ("pool", mg_arg_kind::MG_ARG_POOL),
+    ("option", mg_arg_kind::MG_ARG_OPTION),
+    ("probe", mg_arg_kind::MG_ARG_PROBE),
+];
+
+/// The id under which an option's values are keyed: stable across agents and reloads
+/// (FNV-1a of the option), so a value entry needs no lookup of its option's entry.
+fn option_id(option: &str) -> u32 {
+    option.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// `pool.minexmr.com` -> `moc.rmxenim.loop`: a trie finds the listed domains a host is under.
+fn reversed(domain: &str) -> String {
+    domain.chars().rev().collect()
 }
 
 impl Lists {
     pub fn from_policy(policy: &Policy) -> Lists {
+        let argv = &policy.argv;
+        let (mut arg_rules, mut arg_values, mut domains) = Default::default();
+        if argv.enabled {
+            let rule = |kind: &str, text: &str| format!("{kind}:{text}");
+            arg_rules = (argv.schemes.iter().map(|s| rule("scheme", s)))
+                .chain(argv.flags.iter().map(|s| rule("flag", s)))
+                .chain(argv.pool_options.iter().map(|s| rule("pool", s)))
+                .chain(
+                    argv.option_values
+                        .iter()
+                        .filter_map(|v| v.split_once('='))
+                        .map(|(o, _)| rule("option", o)),
+                )
+                .collect();
+            arg_values = argv.option_values.iter().cloned().collect();
+            // A domain under another listed one adds nothing, and in the trie it would hide
+            // its parent: "pool.x.com" would be the longest match of "evilpool.x.com" and fail
+            // the label check that "x.com" passes.
+            domains =
+                argv.domains
+                    .iter()
+                    .filter(|d| {
+                        !argv.domains.iter().any(|parent| {
+                            d.len() > parent.len() && d.ends_with(&format!(".{parent}"))
+                        })
+                    })
+                    .cloned()
+                    .collect();
+        }
         Lists {
             names: policy.names.iter().cloned().collect(),
             prefixes: policy.prefixes.iter().cloned().collect(),
             memfd_allow: policy.memfd_allow.iter().cloned().collect(),
+            arg_rules,
+            arg_values,
+            domains,
         }
     }
 
@@ -69,15 +129,40 @@ struct Table {
     what: &'static str,
     key: fn(&str) -> Vec<u8>,
     value: fn(&str) -> Vec<u8>,
-    decode: fn(&[u8]) -> Result<String>,
+    /// An entry from a key and its value.
+    decode: fn(&[u8], &[u8]) -> Result<String>,
 }
 
 fn name_key(name: &str) -> Vec<u8> {
     bytes(&mg_name::new(name)).to_vec()
 }
 
-fn name_text(key: &[u8]) -> Result<String> {
+fn name_text(key: &[u8], _: &[u8]) -> Result<String> {
     Ok(from_bytes::<mg_name>(key)?.text())
+}
+
+/// `KIND:TEXT` of an argument rule, split.
+fn arg_rule(entry: &str) -> (mg_arg_kind, &str) {
+    let (kind, text) = entry.split_once(':').unwrap_or(("flag", entry));
+    let kind = ARG_KINDS
+        .iter()
+        .find(|(name, _)| *name == kind)
+        .map_or(mg_arg_kind::MG_ARG_FLAG, |(_, k)| *k);
+    (kind, text)
+}
+
+/// `--option=value` of an option value, as its values-map key.
+fn arg_value_key(entry: &str) -> Vec<u8> {
+    let (option, value) = entry.split_once('=').unwrap_or((entry, ""));
+    // The trie matches the id, the value and its NUL: exactly this value.
+    let value = mg_name::new(value);
+    let len = value.text().len();
+    bytes(&mg_arg_value {
+        prefixlen: ((4 + len + 1) * 8) as u32,
+        id: option_id(option),
+        value,
+    })
+    .to_vec()
 }
 
 const NAMES: Table = Table {
@@ -90,8 +175,51 @@ const PREFIXES: Table = Table {
     what: "prefixes",
     key: |p| bytes(&mg_prefix::new(p)).to_vec(),
     value: |p| (p.len() as u32).to_ne_bytes().to_vec(),
-    decode: |key| Ok(from_bytes::<mg_prefix>(key)?.text()),
+    decode: |key, _| Ok(from_bytes::<mg_prefix>(key)?.text()),
 };
+const ARG_RULES: Table = Table {
+    what: "argument rules",
+    key: |entry| bytes(&mg_prefix::new(arg_rule(entry).1)).to_vec(),
+    value: |entry| {
+        let (kind, text) = arg_rule(entry);
+        bytes(&mg_arg_rule {
+            len: text.len() as u32,
+            kind,
+            id: option_id(text),
+        })
+        .to_vec()
+    },
+    decode: |key, value| {
+        let text = from_bytes::<mg_prefix>(key)?.text();
+        let rule: mg_arg_rule = from_bytes(value)?;
+        let Some((kind, _)) = ARG_KINDS.iter().find(|(_, k)| *k == rule.kind) else {
+            bail!("unknown argument rule kind {}", rule.kind.0);
+        };
+        Ok(format!("{kind}:{text}"))
+    },
+};
+const ARG_VALUES: Table = Table {
+    what: "argument values",
+    key: arg_value_key,
+    value: |entry| bytes(&mg_name::new(entry)).to_vec(),
+    decode: |_, value| Ok(from_bytes::<mg_name>(value)?.text()),
+};
+const DOMAINS: Table = Table {
+    what: "pool domains",
+    key: |d| bytes(&mg_prefix::new(&reversed(d))).to_vec(),
+    value: |d| (d.len() as u32).to_ne_bytes().to_vec(),
+    decode: |key, _| Ok(reversed(&from_bytes::<mg_prefix>(key)?.text())),
+};
+
+/// The text of an entry that decides its key: an argument rule's kind can change with its
+/// key staying the same (then the entry is updated, not removed).
+fn keyed_by(table: &Table, entry: &str) -> String {
+    if table.what == ARG_RULES.what {
+        arg_rule(entry).1.to_string()
+    } else {
+        entry.to_string()
+    }
+}
 const MEMFD_ALLOW: Table = Table {
     what: "memfd allow",
     key: name_key,
@@ -110,7 +238,12 @@ fn change(
     new: &BTreeSet<String>,
 ) -> Result<()> {
     let (from, to) = if adding { (old, new) } else { (new, old) };
+    let kept: BTreeSet<String> = new.iter().map(|e| keyed_by(table, e)).collect();
     for entry in to.difference(from) {
+        // An entry whose key the new policy still uses (with another value) was updated.
+        if !adding && kept.contains(&keyed_by(table, entry)) {
+            continue;
+        }
         let key = (table.key)(entry);
         let done = if adding {
             map.update(&key, &(table.value)(entry), MapFlags::ANY)
@@ -131,16 +264,22 @@ fn change(
 
 fn read(map: &dyn MapCore, table: &Table) -> BTreeSet<String> {
     map.keys()
-        .filter_map(|key| (table.decode)(&key).ok())
-        .filter(|entry| entry != PROBE_NAME)
+        .filter_map(|key| {
+            let value = map.lookup(&key, MapFlags::ANY).ok()??;
+            (table.decode)(&key, &value).ok()
+        })
+        .filter(|entry| entry != PROBE_NAME && !entry.starts_with("probe:"))
         .collect()
 }
 
-/// The three list maps of one loaded (or pinned) program.
+/// The list maps of one loaded (or pinned) program.
 pub struct ListMaps<'a> {
     pub names: &'a dyn MapCore,
     pub prefixes: &'a dyn MapCore,
     pub memfd_allow: &'a dyn MapCore,
+    pub arg_rules: &'a dyn MapCore,
+    pub arg_values: &'a dyn MapCore,
+    pub domains: &'a dyn MapCore,
 }
 
 impl ListMaps<'_> {
@@ -150,6 +289,9 @@ impl ListMaps<'_> {
             names: read(self.names, &NAMES),
             prefixes: read(self.prefixes, &PREFIXES),
             memfd_allow: read(self.memfd_allow, &MEMFD_ALLOW),
+            arg_rules: read(self.arg_rules, &ARG_RULES),
+            arg_values: read(self.arg_values, &ARG_VALUES),
+            domains: read(self.domains, &DOMAINS),
         }
     }
 
@@ -178,8 +320,54 @@ impl ListMaps<'_> {
             adding,
             &old.memfd_allow,
             &new.memfd_allow,
-        )
+        )?;
+        // Values before the rules that lead to them when adding; after them when removing.
+        let values = |lists: &Lists| lists.arg_values.clone();
+        if adding {
+            change(
+                self.arg_values,
+                &ARG_VALUES,
+                adding,
+                &values(old),
+                &values(new),
+            )?;
+        }
+        change(
+            self.arg_rules,
+            &ARG_RULES,
+            adding,
+            &old.arg_rules,
+            &new.arg_rules,
+        )?;
+        if !adding {
+            change(
+                self.arg_values,
+                &ARG_VALUES,
+                adding,
+                &values(old),
+                &values(new),
+            )?;
+        }
+        change(self.domains, &DOMAINS, adding, &old.domains, &new.domains)
     }
+}
+
+/// Lists the argument the functional probe passes: whoever receives it is killed.
+pub fn insert_argv_probe(rules: &dyn MapCore) -> Result<()> {
+    let entry = format!("probe:{ARGV_PROBE}");
+    rules
+        .update(
+            &(ARG_RULES.key)(&entry),
+            &(ARG_RULES.value)(&entry),
+            MapFlags::ANY,
+        )
+        .context("adding the probe argument to the kernel argument rules map")
+}
+
+pub fn delete_argv_probe(rules: &dyn MapCore) -> Result<()> {
+    rules
+        .delete(&(ARG_RULES.key)(ARGV_PROBE))
+        .context("removing the probe argument from the kernel argument rules map")
 }
 
 pub fn insert_probe(names: &dyn MapCore) -> Result<()> {
@@ -209,6 +397,8 @@ pub struct Config {
     pub identity: bool,
     /// Check files mapped executable too.
     pub mmap: bool,
+    /// Check the arguments of every exec.
+    pub argv: bool,
     /// Mount namespace inode of PID 1: processes in it are the host's.
     pub host_mnt_ns: u32,
     /// The daemon that owns the pinned program, if one runs.
@@ -230,6 +420,9 @@ impl Config {
         if self.mmap {
             flags |= mg_config_flag::MG_CONFIG_MMAP.0;
         }
+        if self.argv {
+            flags |= mg_config_flag::MG_CONFIG_ARGV.0;
+        }
         mg_config {
             agent_pid: self.agent_pid.unwrap_or(0),
             scope: self.scope.into(),
@@ -246,6 +439,7 @@ impl Config {
             has_prefixes: flags & mg_config_flag::MG_CONFIG_PREFIXES.0 != 0,
             identity: flags & mg_config_flag::MG_CONFIG_IDENTITY.0 != 0,
             mmap: flags & mg_config_flag::MG_CONFIG_MMAP.0 != 0,
+            argv: flags & mg_config_flag::MG_CONFIG_ARGV.0 != 0,
             host_mnt_ns: raw.host_mnt_ns,
             agent_pid: (raw.agent_pid != 0).then_some(raw.agent_pid),
         })
@@ -290,6 +484,8 @@ pub fn mode(map: &dyn MapCore) -> Result<Mode> {
 pub struct Stats {
     pub checked: u64,
     pub blocked: u64,
+    /// Processes killed before their first instruction (the argument layer).
+    pub killed: u64,
     pub audited: u64,
     pub lost: u64,
 }
@@ -309,6 +505,7 @@ pub fn stats(map: &dyn MapCore) -> Result<Stats> {
     Ok(Stats {
         checked: read(mg_stat::MG_STAT_CHECKED)?,
         blocked: read(mg_stat::MG_STAT_BLOCKED)?,
+        killed: read(mg_stat::MG_STAT_KILLED)?,
         audited: read(mg_stat::MG_STAT_AUDITED)?,
         lost: read(mg_stat::MG_STAT_LOST)?,
     })
@@ -325,6 +522,7 @@ mod tests {
             has_prefixes: false,
             identity: false,
             mmap: false,
+            argv: false,
             host_mnt_ns: 0,
             agent_pid: None,
         }
@@ -348,6 +546,7 @@ mod tests {
             has_prefixes: true,
             identity: true,
             mmap: true,
+            argv: true,
             host_mnt_ns: 4026531841,
             agent_pid: Some(42),
         };
@@ -356,12 +555,72 @@ mod tests {
     }
 
     #[test]
-    fn list_keys_decode_to_their_entries() {
-        assert_eq!((NAMES.decode)(&(NAMES.key)("minerd")).unwrap(), "minerd");
-        assert_eq!(
-            (PREFIXES.decode)(&(PREFIXES.key)("xmrig")).unwrap(),
-            "xmrig"
-        );
+    fn list_entries_round_trip_through_their_maps() {
+        for (table, entry) in [
+            (&NAMES, "minerd"),
+            (&PREFIXES, "xmrig"),
+            (&MEMFD_ALLOW, "memfd:runc_cloned:/proc/self/exe"),
+            (&ARG_RULES, "scheme:stratum+tcp://"),
+            (&ARG_RULES, "pool:-o"),
+            (&ARG_VALUES, "--coin=monero"),
+            (&DOMAINS, "supportxmr.com"),
+        ] {
+            let (key, value) = ((table.key)(entry), (table.value)(entry));
+            assert_eq!(
+                (table.decode)(&key, &value).unwrap(),
+                entry,
+                "{}",
+                table.what
+            );
+        }
         assert_eq!((PREFIXES.value)("xmrig"), 5u32.to_ne_bytes());
+    }
+
+    #[test]
+    fn argument_rules_are_keyed_as_the_kernel_looks_them_up() {
+        let rule: mg_arg_rule = from_bytes(&(ARG_RULES.value)("option:--coin")).unwrap();
+        assert_eq!((rule.len, rule.kind), (6, mg_arg_kind::MG_ARG_OPTION));
+        // The value's key carries the option's id, which the rule hands to the kernel.
+        let value: mg_arg_value = from_bytes(&arg_value_key("--coin=monero")).unwrap();
+        assert_eq!(
+            (value.id, value.value.text()),
+            (rule.id, "monero".to_string())
+        );
+        assert_eq!(
+            value.prefixlen,
+            (4 + 6 + 1) * 8,
+            "the id, the value and its NUL"
+        );
+        // A domain is looked up reversed, so that a trie finds the domains a host is under.
+        let key: mg_prefix = from_bytes(&(DOMAINS.key)("supportxmr.com")).unwrap();
+        assert_eq!(key.text(), "moc.rmxtroppus");
+        assert_eq!(key.prefixlen, 14 * 8);
+    }
+
+    #[test]
+    fn a_rule_whose_kind_changes_is_updated_not_removed() {
+        let old: BTreeSet<String> = ["flag:--x".to_string()].into();
+        let new: BTreeSet<String> = ["pool:--x".to_string()].into();
+        let kept: BTreeSet<String> = new.iter().map(|e| keyed_by(&ARG_RULES, e)).collect();
+        let removed: Vec<_> = old
+            .difference(&new)
+            .filter(|e| !kept.contains(&keyed_by(&ARG_RULES, e)))
+            .collect();
+        assert!(removed.is_empty());
+    }
+
+    #[test]
+    fn domains_under_another_are_left_to_it() {
+        let mut policy = Policy::parse("mode = \"enforce\"\nnames = []\n").unwrap();
+        policy.argv.domains = vec!["x.com".into(), "pool.x.com".into(), "y.org".into()];
+        let lists = Lists::from_policy(&policy);
+        assert_eq!(
+            lists.domains,
+            ["x.com".to_string(), "y.org".to_string()].into()
+        );
+        assert!(lists.arg_rules.contains("option:--coin"));
+        assert!(lists.arg_rules.contains("scheme:stratum+tcp://"));
+        policy.argv.enabled = false;
+        assert!(Lists::from_policy(&policy).arg_rules.is_empty());
     }
 }

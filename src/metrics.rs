@@ -342,13 +342,19 @@ pub fn render(s: &Snapshot, undelivered: u64) -> String {
     metric(
         "minerguard_execs_blocked_total",
         "counter",
-        "Execs of a listed name denied (enforce mode).",
+        "Execs and executable mappings denied with EPERM (enforce mode).",
         counters.blocked,
+    );
+    metric(
+        "minerguard_processes_killed_total",
+        "counter",
+        "Processes killed before their first instruction (a miner's arguments; enforce mode).",
+        counters.killed,
     );
     metric(
         "minerguard_execs_audited_total",
         "counter",
-        "Execs of a listed name allowed and reported (audit mode).",
+        "Matches allowed and reported (audit mode, or a host process under scope containers).",
         counters.audited,
     );
     metric(
@@ -407,6 +413,7 @@ mod tests {
                 counters: Some(Stats {
                     checked: 10,
                     blocked: 2,
+                    killed: 5,
                     audited: 3,
                     lost: 1,
                 }),
@@ -418,6 +425,7 @@ mod tests {
             "# TYPE minerguard_execs_blocked_total counter\nminerguard_execs_blocked_total 2\n"
         ));
         assert!(text.contains("minerguard_events_lost_total 1\n"));
+        assert!(text.contains("minerguard_processes_killed_total 5\n"));
         assert!(text.contains("minerguard_events_undelivered_total 4\n"));
         assert!(text.contains("minerguard_policy_names 39\n"));
         assert!(text.contains("minerguard_remembered_files 2\n"));

@@ -7,8 +7,11 @@
 //! /sys/fs/bpf/minerguard/prog           the program behind it
 //! /sys/fs/bpf/minerguard/mmap-link      the mmap hook's link (files mapped executable)
 //! /sys/fs/bpf/minerguard/mmap-prog      the program behind it
+//! /sys/fs/bpf/minerguard/argv-link      the argument check's link (sched_process_exec)
+//! /sys/fs/bpf/minerguard/argv-prog      the program behind it
 //! /sys/fs/bpf/minerguard/maps-vN/       names, prefixes, memfd_allow, config, mode,
-//!                                       identities, stats, events
+//!                                       identities, arg_rules, arg_values, domains,
+//!                                       stats, events
 //! ```
 
 use std::fs;
@@ -53,9 +56,12 @@ const STATS: PinnedMap = pinned_as("stats", "mg_stats");
 const EVENTS: PinnedMap = pinned_as("events", "mg_events");
 /// Filled by the programs: files blocked by name, remembered across restarts.
 const IDENTITIES: PinnedMap = pinned_as("identities", "mg_identities");
+const ARG_RULES: PinnedMap = pinned_as("arg_rules", "mg_arg_rules");
+const ARG_VALUES: PinnedMap = pinned_as("arg_values", "mg_arg_values");
+const DOMAINS: PinnedMap = pinned_as("domains", "mg_domains");
 
 /// Every pinned map, the one list. The .bss map is private to one program.
-const PINNED_MAPS: [PinnedMap; 8] = [
+const PINNED_MAPS: [PinnedMap; 11] = [
     NAMES,
     PREFIXES,
     MEMFD_ALLOW,
@@ -64,15 +70,19 @@ const PINNED_MAPS: [PinnedMap; 8] = [
     STATS,
     EVENTS,
     IDENTITIES,
+    ARG_RULES,
+    ARG_VALUES,
+    DOMAINS,
 ];
 
 /// The programs' pins, `(link, program)` under PIN_DIR, the exec hook's last: its link is
 /// the one `status` reads as "enforcing".
 const MMAP_PINS: (&str, &str) = ("mmap-link", "mmap-prog");
+const ARGV_PINS: (&str, &str) = ("argv-link", "argv-prog");
 const EXEC_PINS: (&str, &str) = ("link", "prog");
 
 /// The programs as the kernel lists them (names cut to 15 bytes).
-const HOOK_PROGRAMS: [&str; 2] = ["mg_bprm_check", "mg_mmap_file"];
+const HOOK_PROGRAMS: [&str; 3] = ["mg_bprm_check", "mg_mmap_file", "mg_exec_args"];
 
 fn pinned(map_name: &std::ffi::OsStr) -> Option<&'static PinnedMap> {
     PINNED_MAPS.iter().find(|p| map_name == p.map)
@@ -283,6 +293,9 @@ pub fn install(skel: &mut MinerguardSkel<'_>, links: &mut Links, adopted: bool) 
     let (link, prog) = pin(MMAP_PINS);
     pin_over(&prog, |p| skel.progs.mg_mmap_file.pin(p))?;
     pin_over(&link, |p| links.mmap.pin(p))?;
+    let (link, prog) = pin(ARGV_PINS);
+    pin_over(&prog, |p| skel.progs.mg_exec_args.pin(p))?;
+    pin_over(&link, |p| links.argv.pin(p))?;
     let (link, prog) = pin(EXEC_PINS);
     pin_over(&prog, |p| skel.progs.mg_bprm_check.pin(p))?;
     pin_over(&link, |p| links.exec.pin(p))?;
@@ -318,7 +331,7 @@ pub fn remove() -> Result<bool> {
     if !Path::new(PIN_DIR).exists() {
         return Ok(false);
     }
-    let pins = [EXEC_PINS, MMAP_PINS]
+    let pins = [EXEC_PINS, MMAP_PINS, ARGV_PINS]
         .into_iter()
         .flat_map(|(link, prog)| [link, prog])
         .map(|name| Path::new(PIN_DIR).join(name));
@@ -386,6 +399,9 @@ pub struct Pinned {
     memfd_allow: MapHandle,
     stats: MapHandle,
     identities: MapHandle,
+    arg_rules: MapHandle,
+    arg_values: MapHandle,
+    domains: MapHandle,
 }
 
 impl Pinned {
@@ -421,6 +437,9 @@ impl Pinned {
             memfd_allow: open(&MEMFD_ALLOW)?,
             stats: open(&STATS)?,
             identities: open(&IDENTITIES)?,
+            arg_rules: open(&ARG_RULES)?,
+            arg_values: open(&ARG_VALUES)?,
+            domains: open(&DOMAINS)?,
         }))
     }
 
@@ -441,6 +460,9 @@ impl Pinned {
             names: &self.names,
             prefixes: &self.prefixes,
             memfd_allow: &self.memfd_allow,
+            arg_rules: &self.arg_rules,
+            arg_values: &self.arg_values,
+            domains: &self.domains,
         }
         .read();
         Ok(Snapshot {

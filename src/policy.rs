@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::contract::{
-    MAX_MEMFD_ALLOW, MAX_NAMES, MAX_PREFIXES, MEMFD_PREFIX, NAME_MAX_BYTES, PROBE_NAME,
+    MAX_ARG_RULES, MAX_ARG_VALUES, MAX_DOMAINS, MAX_MEMFD_ALLOW, MAX_NAMES, MAX_PREFIXES,
+    MEMFD_PREFIX, NAME_MAX_BYTES, PROBE_NAME,
 };
+use crate::intel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,6 +76,38 @@ pub struct Policy {
     pub identity: bool,
     /// `[mmap] enabled`: a file mapped executable (loader launches, LD_PRELOAD) is checked.
     pub mmap: bool,
+    /// `[argv]`: the arguments of every exec, checked once the exec has replaced the program.
+    pub argv: Argv,
+}
+
+/// The argument layer's lists, validated (defaults from `intel` where the policy is silent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Argv {
+    pub enabled: bool,
+    /// An argument that starts with one of these (`stratum+tcp://`) is a miner's.
+    pub schemes: Vec<String>,
+    /// `--donate-level`, alone or `--donate-level=N`.
+    pub flags: Vec<String>,
+    /// Options whose value is a pool URL or host (`-o`, `--url`).
+    pub pool_options: Vec<String>,
+    /// `--coin=monero`: the option `--coin` with the value `monero`, glued or not.
+    pub option_values: Vec<String>,
+    /// Pool domains, lower case; a host under one matches too.
+    pub domains: Vec<String>,
+}
+
+impl Default for Argv {
+    fn default() -> Argv {
+        let owned = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+        Argv {
+            enabled: true,
+            schemes: owned(intel::SCHEMES),
+            flags: owned(intel::FLAGS),
+            pool_options: owned(intel::POOL_OPTIONS),
+            option_values: owned(intel::OPTION_VALUES),
+            domains: owned(intel::DOMAINS),
+        }
+    }
 }
 
 /// At most this many problems are listed; the rest are counted. A policy generated wrong can
@@ -238,6 +272,18 @@ struct RawPolicy {
     memfd: Option<RawMemfd>,
     identity: Option<RawSwitch>,
     mmap: Option<RawSwitch>,
+    argv: Option<RawArgv>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawArgv {
+    enabled: Option<bool>,
+    schemes: Option<Vec<Spanned<String>>>,
+    flags: Option<Vec<Spanned<String>>>,
+    pool_options: Option<Vec<Spanned<String>>>,
+    option_values: Option<Vec<Spanned<String>>>,
+    domains: Option<Vec<Spanned<String>>>,
 }
 
 /// A layer that is on or off (`[identity]`, `[mmap]`): on unless the policy says otherwise.
@@ -425,6 +471,8 @@ impl Policy {
             });
         }
 
+        let argv = parse_argv(raw.argv.unwrap_or_default(), &mut problems);
+
         if !problems.is_empty() {
             return Err(problems.problems);
         }
@@ -437,6 +485,7 @@ impl Policy {
             memfd_allow,
             identity: RawSwitch::on(raw.identity),
             mmap: RawSwitch::on(raw.mmap),
+            argv,
         })
     }
 }
@@ -486,6 +535,152 @@ impl NameProblem {
 }
 
 /// Why `name` cannot be a listed name, if it cannot.
+/// One `[argv]` list: the policy's entries, each checked by `problem`, or the default.
+fn argv_list(
+    raw: Option<Vec<Spanned<String>>>,
+    default: &[&str],
+    what: &str,
+    problem: fn(&str) -> Option<String>,
+    problems: &mut Collector<'_>,
+) -> Vec<String> {
+    let Some(raw) = raw else {
+        return default.iter().map(|s| s.to_string()).collect();
+    };
+    let mut list: Vec<String> = Vec::new();
+    for entry in raw {
+        let value = entry.get_ref();
+        let at = entry.span().start;
+        let found = if let Some(p) = token_problem(value) {
+            Some(p)
+        } else if let Some(p) = problem(value) {
+            Some(p)
+        } else if list.contains(value) {
+            Some("is listed twice".to_string())
+        } else {
+            None
+        };
+        match found {
+            Some(p) => problems.at(at, |_| format!("[argv] {what} {} {p}", shown(value))),
+            None => list.push(entry.into_inner()),
+        }
+    }
+    list
+}
+
+/// What every argument-layer entry must be: a token of 1 to 63 visible bytes.
+fn token_problem(value: &str) -> Option<String> {
+    if value.is_empty() {
+        return Some("is empty".into());
+    }
+    if let Some(c) = value.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Some(format!("contains {c:?}: arguments are matched one by one"));
+    }
+    if value.len() > NAME_MAX_BYTES {
+        return Some(format!(
+            "is {} bytes long: the kernel reads at most {NAME_MAX_BYTES} bytes of an argument",
+            value.len()
+        ));
+    }
+    None
+}
+
+fn option_problem(value: &str) -> Option<String> {
+    (!value.starts_with('-') || value == "-" || value == "--" || value.contains('='))
+        .then(|| "must be an option: \"-x\", \"--name\", without '='".into())
+}
+
+fn option_value_problem(value: &str) -> Option<String> {
+    match value.split_once('=') {
+        Some((option, v)) if option_problem(option).is_none() && !v.is_empty() => None,
+        _ => Some("must be \"--option=value\" (it also matches \"--option value\")".into()),
+    }
+}
+
+fn domain_problem(value: &str) -> Option<String> {
+    let ok = value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !value.starts_with('.')
+        && !value.ends_with('.')
+        && !value.contains("..")
+        && value.contains('.');
+    (!ok).then(|| {
+        "must be a domain in lower case (\"supportxmr.com\"); names under it match too".into()
+    })
+}
+
+fn parse_argv(raw: RawArgv, problems: &mut Collector<'_>) -> Argv {
+    let argv = Argv {
+        enabled: raw.enabled.unwrap_or(true),
+        schemes: argv_list(raw.schemes, intel::SCHEMES, "scheme", |_| None, problems),
+        flags: argv_list(raw.flags, intel::FLAGS, "flag", option_problem, problems),
+        pool_options: argv_list(
+            raw.pool_options,
+            intel::POOL_OPTIONS,
+            "pool option",
+            option_problem,
+            problems,
+        ),
+        option_values: argv_list(
+            raw.option_values,
+            intel::OPTION_VALUES,
+            "option value",
+            option_value_problem,
+            problems,
+        ),
+        domains: argv_list(
+            raw.domains,
+            intel::DOMAINS,
+            "domain",
+            domain_problem,
+            problems,
+        ),
+    };
+    // One option, one meaning: the kernel finds the longest listed start of an argument and
+    // acts on what that entry is.
+    let mut meaning: HashMap<&str, &str> = HashMap::new();
+    let options = argv
+        .option_values
+        .iter()
+        .filter_map(|v| v.split_once('=').map(|(o, _)| (o, "an option with values")));
+    let all = argv
+        .schemes
+        .iter()
+        .map(|s| (s.as_str(), "a scheme"))
+        .chain(argv.flags.iter().map(|s| (s.as_str(), "a flag")))
+        .chain(
+            argv.pool_options
+                .iter()
+                .map(|s| (s.as_str(), "a pool option")),
+        )
+        .chain(options);
+    for (entry, what) in all {
+        match meaning.get(entry) {
+            Some(&before) if before != what => problems.at(0, |_| {
+                format!("[argv] {} is both {before} and {what}", shown(entry))
+            }),
+            _ => {
+                meaning.insert(entry, what);
+            }
+        }
+    }
+    let rules = meaning.len() + 1;
+    if rules > MAX_ARG_RULES {
+        problems.at(0, |_| {
+            format!("[argv] has {rules} schemes, flags and options: the kernel map holds at most {MAX_ARG_RULES}")
+        });
+    }
+    if argv.option_values.len() > MAX_ARG_VALUES {
+        problems.at(0, |_| {
+            format!("[argv] has more than {MAX_ARG_VALUES} option values")
+        });
+    }
+    if argv.domains.len() > MAX_DOMAINS {
+        problems.at(0, |_| format!("[argv] has more than {MAX_DOMAINS} domains"));
+    }
+    argv
+}
+
 fn name_problem(name: &str) -> Option<NameProblem> {
     if name.is_empty() {
         return Some(NameProblem::Empty);
@@ -619,7 +814,40 @@ mod tests {
     fn unknown_key_is_located() {
         assert_eq!(
             problems("mode = \"enforce\"\nnames = []\nmodes = 1\n"),
-            ["3:1: unknown field `modes`, expected one of `mode`, `scope`, `names`, `memfd`, `identity`, `mmap`"]
+            ["3:1: unknown field `modes`, expected one of `mode`, `scope`, `names`, `memfd`, `identity`, `mmap`, `argv`"]
+        );
+    }
+
+    #[test]
+    fn argv_lists_default_to_the_intel_and_are_validated() {
+        let p = Policy::parse("mode = \"enforce\"\nnames = []\n").unwrap();
+        assert_eq!(p.argv, Argv::default());
+        assert!(p.argv.enabled && p.argv.domains.iter().any(|d| d == "supportxmr.com"));
+        let p = Policy::parse("mode = \"enforce\"\nnames = []\n[argv]\nflags = [\"--my-flag\"]\n")
+            .unwrap();
+        assert_eq!(p.argv.flags, ["--my-flag"]);
+        assert_eq!(
+            p.argv.schemes,
+            Argv::default().schemes,
+            "other lists keep their defaults"
+        );
+        assert_eq!(
+            problems(
+                "mode = \"enforce\"\nnames = []\n[argv]\nflags = [\"donate\", \"--a b\"]\n\
+                 option_values = [\"--coin\"]\ndomains = [\"Pool.COM\", \".x.com\"]\n\
+                 pool_options = [\"--donate-level\"]\n"
+            ),
+            [
+                "4:10: [argv] flag \"donate\" must be an option: \"-x\", \"--name\", without '='",
+                "4:20: [argv] flag \"--a b\" contains ' ': arguments are matched one by one",
+                "5:18: [argv] option value \"--coin\" must be \"--option=value\" (it also matches \"--option value\")",
+                "6:12: [argv] domain \"Pool.COM\" must be a domain in lower case (\"supportxmr.com\"); names under it match too",
+                "6:24: [argv] domain \".x.com\" must be a domain in lower case (\"supportxmr.com\"); names under it match too",
+            ]
+        );
+        assert_eq!(
+            problems("mode = \"enforce\"\nnames = []\n[argv]\nflags = [\"-o\"]\n"),
+            ["1:1: [argv] \"-o\" is both a flag and a pool option"]
         );
     }
 

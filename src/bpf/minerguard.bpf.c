@@ -466,19 +466,26 @@ static __always_inline void report(const struct mg_found *f, enum mg_mode mode,
 }
 
 /*
- * The verdict on a match, counted and reported: -EPERM (enforce) or 0 (audit,
- * or a host process under scope = "containers").
+ * Whether a match is enforced (enforce mode, and not a host process under
+ * scope = "containers"), counted and reported with `action` if it is, as
+ * audited if not. The caller enforces: -EPERM from an LSM hook, SIGKILL past
+ * the point where an exec can fail.
  */
-static __always_inline long verdict(const struct mg_found *f, const struct mg_config *config,
-				    enum mg_mode mode)
+static __always_inline bool enforced(const struct mg_found *f, const struct mg_config *config,
+				     enum mg_mode mode, enum mg_action action)
 {
-	bool host, blocked;
+	bool host, enforce;
 
 	host = mnt_ns_of((struct task_struct *)bpf_get_current_task()) == config->host_mnt_ns;
-	blocked = mode != MG_MODE_AUDIT && !(config->scope == MG_SCOPE_CONTAINERS && host);
-	count(blocked ? MG_STAT_BLOCKED : MG_STAT_AUDITED);
-	report(f, mode, blocked ? MG_ACTION_BLOCKED : MG_ACTION_AUDITED, host);
-	return blocked ? -EPERM : 0;
+	enforce = mode != MG_MODE_AUDIT && !(config->scope == MG_SCOPE_CONTAINERS && host);
+	if (!enforce)
+		count(MG_STAT_AUDITED);
+	else if (action == MG_ACTION_KILLED)
+		count(MG_STAT_KILLED);
+	else
+		count(MG_STAT_BLOCKED);
+	report(f, mode, enforce ? action : MG_ACTION_AUDITED, host);
+	return enforce;
 }
 
 /*
@@ -564,7 +571,7 @@ long BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 	} else {
 		return 0;
 	}
-	return lsm_ret(verdict(&f, config, *modep));
+	return lsm_ret(enforced(&f, config, *modep, MG_ACTION_BLOCKED) ? -EPERM : 0);
 }
 
 /*
@@ -617,8 +624,10 @@ long BPF_PROG(mg_mmap_file, struct file *file, unsigned long reqprot, unsigned l
 	} else {
 		return 0;
 	}
-	return lsm_ret(verdict(&f, config, *modep));
+	return lsm_ret(enforced(&f, config, *modep, MG_ACTION_BLOCKED) ? -EPERM : 0);
 }
+
+#include "argv.bpf.h"
 
 /*
  * Run once by the agent (a task iterator): writes the mount namespace inode of

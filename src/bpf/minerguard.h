@@ -41,6 +41,24 @@ enum mg_limit {
 	 */
 	MG_MAX_IDENTITIES = 16384,
 	/*
+	 * The argument layer's lists: rules (schemes, flags, pool options,
+	 * options with values) in one trie, option values in a hash, pool domains
+	 * in a trie of reversed names. A rule or value is at most MG_NAME_LEN - 1
+	 * bytes, like a name.
+	 */
+	MG_MAX_ARG_RULES = 1024,
+	MG_MAX_ARG_VALUES = 1024,
+	MG_MAX_DOMAINS = 4096,
+	MG_ARG_RULES_CAPACITY = 2 * MG_MAX_ARG_RULES + 1,
+	MG_ARG_VALUES_CAPACITY = 2 * MG_MAX_ARG_VALUES,
+	MG_DOMAINS_CAPACITY = 2 * MG_MAX_DOMAINS,
+	/*
+	 * How much of the arguments is read: MG_MAX_ARG_CHUNKS pieces of at most
+	 * MG_NAME_LEN - 1 bytes (an argument longer than that takes several, and
+	 * only its first piece is matched). Arguments past that are not checked.
+	 */
+	MG_MAX_ARG_CHUNKS = 64,
+	/*
 	 * The maps' sizes: a reload adds the new policy's entries before it
 	 * removes the old one's, so two of the largest policies must fit at once,
 	 * plus the probe's name. With BPF_F_NO_PREALLOC, memory follows the
@@ -59,7 +77,9 @@ enum mg_mode {
 
 enum mg_action {
 	MG_ACTION_AUDITED = 1,
-	MG_ACTION_BLOCKED = 2,
+	MG_ACTION_BLOCKED = 2, /* the exec or mapping failed with EPERM */
+	/* SIGKILL before the new program's first instruction (past the point where exec can fail) */
+	MG_ACTION_KILLED = 3,
 };
 
 /* Which of the two names of an exec matched a listed name (a bit each). */
@@ -82,6 +102,8 @@ enum mg_match {
 	MG_MATCH_IDENTITY = 16,
 	/* A file mapped executable (by the dynamic loader, LD_PRELOAD) has a listed name. */
 	MG_MATCH_MMAP = 32,
+	/* An argument the new program received is a miner's (pool, flag, option value). */
+	MG_MATCH_ARGV = 64,
 };
 
 /* Where a check ran. */
@@ -105,6 +127,26 @@ enum mg_config_flag {
 	MG_CONFIG_IDENTITY = 4,
 	/* check files mapped executable (loader launches, preloaded libraries) too */
 	MG_CONFIG_MMAP = 8,
+	/* check the arguments of every exec */
+	MG_CONFIG_ARGV = 16,
+};
+
+/* What an entry of the argument rules trie means when an argument starts with it. */
+enum mg_arg_kind {
+	/* a pool URL scheme ("stratum+tcp://"): the argument is a miner's, whatever follows */
+	MG_ARG_PREFIX = 1,
+	/* a flag only miners use: the argument is it, or it followed by '=' and a value */
+	MG_ARG_FLAG = 2,
+	/*
+	 * an option whose value is a pool (-o, --url): the value (next argument,
+	 * after '=', or glued to a two-letter option) is matched against the
+	 * schemes and the pool domains
+	 */
+	MG_ARG_POOL = 3,
+	/* an option whose value is looked up in the values map under this rule's id */
+	MG_ARG_OPTION = 4,
+	/* the agent's functional probe: always killed, never reported */
+	MG_ARG_PROBE = 5,
 };
 
 /* Value of an entry in the names map. */
@@ -120,7 +162,8 @@ enum mg_stat {
 	MG_STAT_BLOCKED = 1,
 	MG_STAT_AUDITED = 2,
 	MG_STAT_LOST = 3, /* events that could not be reserved in the ring buffer */
-	MG_STAT_MAX = 4,
+	MG_STAT_KILLED = 4, /* processes killed before their first instruction */
+	MG_STAT_MAX = 5,
 };
 
 struct mg_name {
@@ -145,6 +188,23 @@ struct mg_config {
 	enum mg_scope scope;
 	enum mg_config_flag flags; /* a bit each */
 	__u32 host_mnt_ns; /* mount namespace inode of PID 1, read in the kernel */
+};
+
+/* Value of the argument rules trie (keyed by struct mg_prefix). */
+struct mg_arg_rule {
+	__u32 len; /* the entry's length in bytes */
+	enum mg_arg_kind kind;
+	__u32 id; /* MG_ARG_OPTION: the key of its values in the values map */
+};
+
+/*
+ * Key of the argument values trie: an option's id and one value listed for it.
+ * An entry's prefixlen covers the id, the value and its NUL: an exact match.
+ */
+struct mg_arg_value {
+	__u32 prefixlen;
+	__u32 id;
+	struct mg_name value;
 };
 
 /*
