@@ -116,6 +116,33 @@ run_config() {
 	esac
 }
 
+# layers: what each layer of the default policy adds per exec (issue 10): the default policy
+# with every layer but names off, then with one layer on, then all, alternating with off in
+# each round. The nop gets five ordinary arguments (the argument layer reads each one).
+LAYER_ARGS="-c /etc/app/app.conf --threads 4 --verbose"
+LAYER_CONFIGS="off names identity mmap argv all"
+measure_layer() {
+	$EL "$WARM" "$NOP" $LAYER_ARGS > /dev/null
+	_out=$($EL "$ITERS" "$NOP" $LAYER_ARGS)
+	echo "MGB-LAYER round=$1 config=$2 $_out"
+}
+run_layers() {
+	_r=1
+	while [ "$_r" -le "$ROUNDS" ]; do
+		for _c in $LAYER_CONFIGS; do
+			if [ "$_c" = off ]; then
+				measure_layer "$_r" off
+			elif start_agent "layer-$_c" "/bench/policy-layer-$_c.toml" --mode enforce; then
+				measure_layer "$_r" "$_c"
+				stop_agent
+			fi
+		done
+		# Rotate, so that a drift over the boot favours no configuration.
+		LAYER_CONFIGS="${LAYER_CONFIGS#* } ${LAYER_CONFIGS%% *}"
+		_r=$((_r + 1))
+	done
+}
+
 # Let the boot's deferred work finish (with sleep=off an idle guest costs no host time).
 sleep 10
 
@@ -135,6 +162,9 @@ while [ "$r" -le "$ROUNDS" ]; do
 	for c in $order; do run_config "$r" "$c"; done
 	r=$((r + 1))
 done
+
+# 1b. Each layer's share.
+phase layers && run_layers
 
 # 2a. The daemon's own share while idle (it wakes every second): the same policy with the
 #     daemon running and frozen (SIGSTOP; the hook stays attached), alternating.

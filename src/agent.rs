@@ -124,7 +124,8 @@ pub struct Agent<'obj> {
 }
 
 /// The config entry a policy asks for.
-fn config_for(policy: &Policy, lists: &Lists, host_mnt_ns: u32) -> Config {
+/// `hashes`: the kernel can hash (the hash programs are loaded).
+fn config_for(policy: &Policy, lists: &Lists, host_mnt_ns: u32, hashes: bool) -> Config {
     Config {
         scope: policy.scope,
         memfd_block: policy.memfd_block,
@@ -132,6 +133,7 @@ fn config_for(policy: &Policy, lists: &Lists, host_mnt_ns: u32) -> Config {
         identity: policy.identity,
         mmap: policy.mmap,
         argv: policy.argv.enabled,
+        hash: hashes && !policy.sha256.is_empty(),
         host_mnt_ns,
         agent_pid: Some(std::process::id()),
     }
@@ -145,6 +147,7 @@ fn list_maps<'a>(maps: &'a MinerguardMaps<'_>) -> ListMaps<'a> {
         arg_rules: &maps.mg_arg_rules,
         arg_values: &maps.mg_arg_values,
         domains: &maps.mg_domains,
+        hashes: &maps.mg_hashes,
     }
 }
 
@@ -166,6 +169,7 @@ fn move_policy(
         identity: config.identity || old_config.identity,
         mmap: config.mmap || old_config.mmap,
         argv: config.argv || old_config.argv,
+        hash: config.hash || old_config.hash,
         ..config
     };
     maps::write_config(&maps.mg_config, interim)?;
@@ -228,9 +232,22 @@ impl<'obj> Agent<'obj> {
                 prog.set_log_level(level.parse().unwrap_or(4));
             }
         }
+        let hashes = attach::hashes_supported();
+        if !hashes {
+            open.progs.mg_bprm_hash.set_autoload(false);
+            open.progs.mg_mmap_hash.set_autoload(false);
+            if !policy.sha256.is_empty() {
+                warn!(
+                    sha256 = policy.sha256.len(),
+                    "this kernel cannot hash files in the hook (it needs Linux 5.18 or newer \
+                     with IMA built in): the policy's sha256 list is not enforced; every \
+                     other layer is"
+                );
+            }
+        }
         let adopted = pins::adopt(open.open_object_mut())?;
         let mut skel = attach::load(open)?;
-        let config = config_for(&policy, &lists, attach::host_mnt_ns(&skel)?);
+        let config = config_for(&policy, &lists, attach::host_mnt_ns(&skel)?, hashes);
         let mode = opts.mode.unwrap_or(policy.mode);
         // What a previous agent left in the adopted maps (events it could not read queue too).
         let previous = if adopted {
@@ -242,7 +259,14 @@ impl<'obj> Agent<'obj> {
         } else {
             None
         };
-        let links = match Self::enforce(&mut skel, &opts, previous.as_ref(), &lists, config, mode) {
+        let enforced = Self::enforce(
+            &mut skel,
+            &opts,
+            previous.as_ref(),
+            (&lists, config, mode),
+            hashes,
+        );
+        let links = match enforced {
             Ok(links) => links,
             Err(e) => {
                 if let Some(previous) = &previous {
@@ -271,6 +295,7 @@ impl<'obj> Agent<'obj> {
             identity = config.identity,
             mmap = config.mmap,
             argv = config.argv,
+            sha256 = if hashes { lists.hashes.len().to_string() } else { "unavailable".to_string() },
             policy = %opts.policy.display(),
             "minerguard ready"
         );
@@ -297,17 +322,17 @@ impl<'obj> Agent<'obj> {
         skel: &mut MinerguardSkel<'obj>,
         opts: &Options,
         previous: Option<&Previous>,
-        lists: &Lists,
-        config: Config,
-        mode: Mode,
+        policy: (&Lists, Config, Mode),
+        hashes: bool,
     ) -> Result<Links> {
+        let (lists, config, mode) = policy;
         let fresh = Lists::default();
         let from = previous.map_or((&fresh, config), |p| (&p.lists, p.config));
         move_policy(&skel.maps, from, (lists, config, mode))?;
         if opts.fail_after_policy {
             bail!("failing the start after applying the policy, as --fail-after-policy asks");
         }
-        let mut links = attach::attach(skel)?;
+        let mut links = attach::attach(skel, hashes)?;
         attach::probe(&skel.maps, config)?;
         pins::install(skel, &mut links, previous.is_some())?;
         Ok(links)
@@ -436,7 +461,8 @@ impl Agent<'_> {
             }
         };
         let new = Lists::from_policy(&policy);
-        let config = config_for(&policy, &new, applied.config.host_mnt_ns);
+        let hashes = self._links.hash.is_some();
+        let config = config_for(&policy, &new, applied.config.host_mnt_ns, hashes);
         let mode = opts.mode.unwrap_or(policy.mode);
         if let Err(e) = move_policy(maps, (&applied.lists, applied.config), (&new, config, mode)) {
             // A failure before the removals leaves every old entry in the maps (some new

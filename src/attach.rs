@@ -175,9 +175,24 @@ pub struct Links {
     pub mmap: Link,
     /// sched_process_exec: the arguments an exec passed.
     pub argv: Link,
+    /// The content-hash checks (bprm_check_security, mmap_file), where the kernel has them.
+    pub hash: Option<(Link, Link)>,
 }
 
-pub fn attach(skel: &MinerguardSkel<'_>) -> Result<Links> {
+/// Whether this kernel can hash files in the hook: `bpf_ima_file_hash` (Linux 5.18) with IMA
+/// built in. Decided before loading: a kernel without it refuses the whole object if the
+/// hash programs are in it.
+pub fn hashes_supported() -> bool {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']);
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    // IMA's securityfs directory (mounted by `active_lsms` if needed).
+    (major, minor) >= (5, 18) && Path::new(SECURITYFS).join("ima").exists()
+}
+
+/// `hash_loaded`: the hash programs were loaded (`hashes_supported`).
+pub fn attach(skel: &MinerguardSkel<'_>, hash_loaded: bool) -> Result<Links> {
     let refused = |hook: &str, e: libbpf_rs::Error| {
         anyhow!(
             "attaching to the {hook} LSM hook failed ({e}). {}",
@@ -198,7 +213,28 @@ pub fn attach(skel: &MinerguardSkel<'_>) -> Result<Links> {
         .mg_bprm_check
         .attach_lsm()
         .map_err(|e| refused("bprm_check_security", e))?;
-    Ok(Links { exec, mmap, argv })
+    // After the name checks: a file denied by its name is not hashed.
+    let hash = if hash_loaded {
+        let exec_hash = skel
+            .progs
+            .mg_bprm_hash
+            .attach_lsm()
+            .map_err(|e| refused("bprm_check_security (hashes)", e))?;
+        let mmap_hash = skel
+            .progs
+            .mg_mmap_hash
+            .attach_lsm()
+            .map_err(|e| refused("mmap_file (hashes)", e))?;
+        Some((exec_hash, mmap_hash))
+    } else {
+        None
+    };
+    Ok(Links {
+        exec,
+        mmap,
+        argv,
+        hash,
+    })
 }
 
 /// Execs, then maps executable, a memfd whose name is listed as the probe: with the hooks
@@ -209,6 +245,9 @@ pub fn attach(skel: &MinerguardSkel<'_>) -> Result<Links> {
 pub fn probe(maps: &MinerguardMaps<'_>, config: Config) -> Result<()> {
     if config.argv {
         argv_probe(&maps.mg_arg_rules)?;
+    }
+    if config.hash {
+        hash_probe(&maps.mg_hashes)?;
     }
     let names = &maps.mg_names;
     maps::insert_probe(names)?;
@@ -243,6 +282,31 @@ pub fn probe(maps: &MinerguardMaps<'_>, config: Config) -> Result<()> {
             )
         }
         Err(e) => Err(e.context("running the BPF LSM probe")),
+    }
+}
+
+/// The hash probe's content: a script whose interpreter does not exist, so that it never runs.
+const HASH_PROBE: &[u8] = b"#!/nonexistent/minerguard-hash-probe-interpreter\n";
+
+/// Execs a memfd whose content's digest is listed as the probe (and whose name is not
+/// listed): with the hash check live, the exec fails with EPERM; without it, with ENOENT.
+fn hash_probe(hashes: &dyn MapCore) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    let mut digest = crate::contract::mg_sha256::default();
+    digest.digest.copy_from_slice(&Sha256::digest(HASH_PROBE));
+    maps::insert_hash_probe(hashes, &digest)?;
+    let outcome = exec_memfd("minerguard-hash-probe", HASH_PROBE);
+    maps::delete_hash_probe(hashes, &digest)?;
+    match outcome.context("running the hash probe")? {
+        Some(errno) if errno == nix::errno::Errno::EPERM as i32 => Ok(()),
+        other => bail!(
+            "the hash check is not enforcing on this kernel: an exec of a file whose digest is \
+             listed {}",
+            match other {
+                None => "ran".to_string(),
+                Some(errno) => format!("failed with {}", nix::errno::Errno::from_raw(errno)),
+            }
+        ),
     }
 }
 
@@ -298,10 +362,14 @@ fn mmap_probe() -> Result<Option<String>> {
 
 /// The errno of the probe exec, or `None` if it ran.
 fn exec_probe() -> Result<Option<i32>> {
-    let fd = memfd_create(PROBE_NAME, MFdFlags::MFD_CLOEXEC).context("creating the probe memfd")?;
+    exec_memfd(PROBE_NAME, b"#!/nonexistent/minerguard-probe-interpreter\n")
+}
+
+/// Execs a memfd named `name` holding `content`: the errno, or `None` if it ran.
+fn exec_memfd(name: &str, content: &[u8]) -> Result<Option<i32>> {
+    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC).context("creating the probe memfd")?;
     let mut file = fs::File::from(fd);
-    file.write_all(b"#!/nonexistent/minerguard-probe-interpreter\n")
-        .context("writing the probe memfd")?;
+    file.write_all(content).context("writing the probe memfd")?;
     let path = format!("/proc/self/fd/{}", file.as_raw_fd());
     let spawned = Command::new(&path)
         .stdin(Stdio::null())

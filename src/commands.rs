@@ -226,6 +226,34 @@ pub fn check(path: &Path) -> ExitCode {
     }
 }
 
+/// `sha256 = [...]` for the files, each digest with its path as a comment; a file that
+/// cannot be read is an error on stderr (exit 1), the others are still printed.
+pub fn hash(paths: &[PathBuf]) -> ExitCode {
+    use sha2::{Digest, Sha256};
+    let mut ok = true;
+    println!("sha256 = [");
+    for path in paths {
+        let digest = std::fs::File::open(path).and_then(|mut f| {
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut f, &mut hasher)?;
+            Ok(hasher.finalize())
+        });
+        match digest {
+            Ok(d) => println!("  \"{}\",  # {}", maps::hex(&d), path.display()),
+            Err(e) => {
+                eprintln!("minerguard: {}: {e}", path.display());
+                ok = false;
+            }
+        }
+    }
+    println!("]");
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

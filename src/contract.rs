@@ -10,12 +10,13 @@ use anyhow::{bail, Result};
 
 pub use crate::bpf::types::{
     mg_action, mg_arg_kind, mg_arg_rule, mg_arg_value, mg_config, mg_config_flag, mg_event,
-    mg_hook, mg_limit, mg_match, mg_mode, mg_name, mg_name_kind, mg_prefix, mg_scope, mg_stat,
+    mg_hook, mg_limit, mg_match, mg_mode, mg_name, mg_name_kind, mg_prefix, mg_scope, mg_sha256,
+    mg_stat,
 };
 
 /// Bump when a type of `minerguard.h` changes layout: maps pinned by an agent of another ABI
 /// are then replaced, not adopted. `tests::abi_fingerprint_is_current` guards it.
-pub const ABI: u32 = 5;
+pub const ABI: u32 = 6;
 
 /// Longest listed name in bytes (the key keeps one byte for the NUL).
 pub const NAME_MAX_BYTES: usize = mg_limit::MG_NAME_LEN.0 as usize - 1;
@@ -26,6 +27,8 @@ pub const MAX_IDENTITIES: usize = mg_limit::MG_MAX_IDENTITIES.0 as usize;
 pub const MAX_ARG_RULES: usize = mg_limit::MG_MAX_ARG_RULES.0 as usize;
 pub const MAX_ARG_VALUES: usize = mg_limit::MG_MAX_ARG_VALUES.0 as usize;
 pub const MAX_DOMAINS: usize = mg_limit::MG_MAX_DOMAINS.0 as usize;
+pub const MAX_HASHES: usize = mg_limit::MG_MAX_HASHES.0 as usize;
+pub const SHA256_LEN: usize = mg_limit::MG_SHA256_LEN.0 as usize;
 /// The argument the functional probe passes: the rules map lists it as MG_ARG_PROBE, so the
 /// process that receives it is killed before it runs, whatever the mode.
 pub const ARGV_PROBE: &str = "--minerguard-argv-probe";
@@ -44,6 +47,8 @@ unsafe impl plain::Plain for mg_name {}
 unsafe impl plain::Plain for mg_prefix {}
 unsafe impl plain::Plain for mg_arg_rule {}
 unsafe impl plain::Plain for mg_arg_value {}
+unsafe impl plain::Plain for mg_sha256 {}
+unsafe impl plain::Plain for mg_name_kind {}
 
 /// The bytes of a contract value, as a map update or a test wants them.
 pub fn bytes<T: plain::Plain>(value: &T) -> &[u8] {
@@ -114,7 +119,7 @@ impl mg_prefix {
 mod tests {
     use super::*;
     // Written and read by the programs only; the daemon pins the map and never decodes it.
-    use crate::bpf::types::{mg_file_key, mg_identity};
+    use crate::bpf::types::{mg_file_key, mg_hashed, mg_identity};
     use libbpf_rs::btf::types::{Array, Composite, MemberAttr};
     use libbpf_rs::btf::{Btf, BtfKind, BtfType, HasSize, TypeId};
     use std::collections::BTreeSet;
@@ -208,6 +213,15 @@ mod tests {
                 id,
                 value
             }),
+            rust_layout!(mg_sha256 { digest }),
+            rust_layout!(mg_hashed {
+                mtime_sec,
+                mtime_nsec,
+                ctime_nsec,
+                ctime_sec,
+                size,
+                sha256
+            }),
             rust_layout!(mg_file_key {
                 ino,
                 dev,
@@ -291,6 +305,8 @@ mod tests {
             2 * MAX_ARG_VALUES
         );
         assert_eq!(maps.mg_domains.max_entries() as usize, 2 * MAX_DOMAINS);
+        assert_eq!(maps.mg_hashes.max_entries() as usize, 2 * MAX_HASHES);
+        assert_eq!(maps.mg_hashes.key_size() as usize, SHA256_LEN);
         assert_eq!(
             maps.mg_arg_rules.value_size() as usize,
             size_of::<mg_arg_rule>()
@@ -325,7 +341,7 @@ mod tests {
         });
         assert_eq!(
             (ABI, fingerprint),
-            (5, 9359584772234395647),
+            (6, 11355250863268538418),
             "layout: {text}"
         );
     }

@@ -2,7 +2,8 @@
 
 use anyhow::{bail, Result};
 
-use crate::contract::{c_str, from_bytes, mg_action, mg_event, mg_hook, mg_match};
+use crate::contract::{c_str, from_bytes, mg_action, mg_event, mg_hook, mg_match, SHA256_LEN};
+use crate::maps::hex;
 use crate::policy::Mode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub enum MatchedOn {
     Mmap,
     /// An argument the new program received is a miner's (pool, flag, option value).
     Argv,
+    /// The file's SHA-256 is listed.
+    Hash,
 }
 
 impl MatchedOn {
@@ -56,6 +59,7 @@ impl MatchedOn {
             MatchedOn::Identity => "identity",
             MatchedOn::Mmap => "mmap",
             MatchedOn::Argv => "argv",
+            MatchedOn::Hash => "hash",
         }
     }
 }
@@ -120,6 +124,7 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         mg_match::MG_MATCH_IDENTITY => MatchedOn::Identity,
         mg_match::MG_MATCH_MMAP => MatchedOn::Mmap,
         mg_match::MG_MATCH_ARGV => MatchedOn::Argv,
+        mg_match::MG_MATCH_HASH => MatchedOn::Hash,
         other => bail!("unknown match kind {} in an event", other.0),
     };
     let hook = match mg_hook(u32::from(raw.hook)) {
@@ -141,7 +146,16 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         matched_on,
         hook,
         comm: c_str(&raw.comm),
-        matched_name: c_str(&raw.matched_name) + if raw.matched_prefix != 0 { "*" } else { "" },
+        matched_name: if matched_on == MatchedOn::Hash {
+            // The digest's bytes, not text.
+            let digest: Vec<u8> = raw.matched_name[..SHA256_LEN]
+                .iter()
+                .map(|&b| b as u8)
+                .collect();
+            hex(&digest)
+        } else {
+            c_str(&raw.matched_name) + if raw.matched_prefix != 0 { "*" } else { "" }
+        },
         file_name: c_str(&raw.file_name),
         filename: c_str(&raw.filename),
         host: raw.host != 0,
@@ -214,11 +228,27 @@ pub(crate) mod tests {
             (mg_match::MG_MATCH_IDENTITY, "identity"),
             (mg_match::MG_MATCH_MMAP, "mmap"),
             (mg_match::MG_MATCH_ARGV, "argv"),
+            (mg_match::MG_MATCH_HASH, "hash"),
         ] {
             let mut raw = raw_blocked_xmrig();
             raw[at..at + 4].copy_from_slice(&kind.0.to_ne_bytes());
             assert_eq!(decode(&raw).unwrap().matched_on.as_str(), name);
         }
+    }
+
+    #[test]
+    fn a_hash_match_reports_the_digest_in_hex() {
+        let mut raw = raw_blocked_xmrig();
+        let at = std::mem::offset_of!(mg_event, matched_on);
+        raw[at..at + 4].copy_from_slice(&mg_match::MG_MATCH_HASH.0.to_ne_bytes());
+        let name = std::mem::offset_of!(mg_event, matched_name);
+        for (i, b) in raw[name..name + SHA256_LEN].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let e = decode(&raw).unwrap();
+        assert_eq!(e.matched_name.len(), 64);
+        assert!(e.matched_name.starts_with("000102"));
+        assert!(e.matched_name.ends_with("1d1e1f"));
     }
 
     #[test]

@@ -75,6 +75,11 @@ enum Cmd {
     Disable,
     /// Validate a policy file without touching the kernel.
     Check { path: PathBuf },
+    /// Print the policy's `sha256` line for files: they are then denied whatever their name.
+    Hash {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Switch the running agent between audit and enforce; the next exec sees the new mode.
     Mode {
         #[arg(value_enum)]
@@ -242,6 +247,7 @@ fn main() -> ExitCode {
         },
         Cmd::Disable => commands::disable(),
         Cmd::Check { path } => return commands::check(&path),
+        Cmd::Hash { paths } => return commands::hash(&paths),
         Cmd::Mode { mode } => commands::set_mode(mode.into()),
     };
     match result {

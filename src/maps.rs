@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::contract::{
     bytes, from_bytes, mg_arg_kind, mg_arg_rule, mg_arg_value, mg_config, mg_config_flag, mg_mode,
-    mg_name, mg_name_kind, mg_prefix, mg_scope, mg_stat, ARGV_PROBE, PROBE_NAME,
+    mg_name, mg_name_kind, mg_prefix, mg_scope, mg_sha256, mg_stat, ARGV_PROBE, PROBE_NAME,
 };
 use crate::policy::{Mode, Policy, Scope};
 
@@ -53,6 +53,8 @@ pub struct Lists {
     pub arg_values: BTreeSet<String>,
     /// Pool domains, none under another (it would never be the longest match's only reason).
     pub domains: BTreeSet<String>,
+    /// SHA-256 digests, lower-case hex.
+    pub hashes: BTreeSet<String>,
 }
 
 /// The kinds of argument rules, as `Lists::arg_rules` spells them.
@@ -115,6 +117,7 @@ impl Lists {
             arg_rules,
             arg_values,
             domains,
+            hashes: policy.sha256.iter().cloned().collect(),
         }
     }
 
@@ -204,6 +207,34 @@ const ARG_VALUES: Table = Table {
     value: |entry| bytes(&mg_name::new(entry)).to_vec(),
     decode: |_, value| Ok(from_bytes::<mg_name>(value)?.text()),
 };
+const HASHES: Table = Table {
+    what: "sha256",
+    key: |hex| bytes(&sha256_key(hex)).to_vec(),
+    value: |_| mg_name_kind::MG_NAME_LISTED.0.to_ne_bytes().to_vec(),
+    decode: |key, value| {
+        if from_bytes::<mg_name_kind>(value)? == mg_name_kind::MG_NAME_PROBE {
+            return Ok(format!("probe:{}", hex(key)));
+        }
+        Ok(hex(&from_bytes::<mg_sha256>(key)?.digest))
+    },
+};
+
+/// A digest's bytes from its hex (validated by the policy; anything else gives zeros).
+pub fn sha256_key(hex: &str) -> mg_sha256 {
+    let mut key = mg_sha256::default();
+    for (i, byte) in key.digest.iter_mut().enumerate() {
+        *byte = hex
+            .get(2 * i..2 * i + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+    }
+    key
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 const DOMAINS: Table = Table {
     what: "pool domains",
     key: |d| bytes(&mg_prefix::new(&reversed(d))).to_vec(),
@@ -280,6 +311,7 @@ pub struct ListMaps<'a> {
     pub arg_rules: &'a dyn MapCore,
     pub arg_values: &'a dyn MapCore,
     pub domains: &'a dyn MapCore,
+    pub hashes: &'a dyn MapCore,
 }
 
 impl ListMaps<'_> {
@@ -292,6 +324,7 @@ impl ListMaps<'_> {
             arg_rules: read(self.arg_rules, &ARG_RULES),
             arg_values: read(self.arg_values, &ARG_VALUES),
             domains: read(self.domains, &DOMAINS),
+            hashes: read(self.hashes, &HASHES),
         }
     }
 
@@ -348,8 +381,26 @@ impl ListMaps<'_> {
                 &values(new),
             )?;
         }
-        change(self.domains, &DOMAINS, adding, &old.domains, &new.domains)
+        change(self.domains, &DOMAINS, adding, &old.domains, &new.domains)?;
+        change(self.hashes, &HASHES, adding, &old.hashes, &new.hashes)
     }
+}
+
+/// Lists the digest of the hash probe's content: an exec of it is denied, never reported.
+pub fn insert_hash_probe(hashes: &dyn MapCore, digest: &mg_sha256) -> Result<()> {
+    hashes
+        .update(
+            bytes(digest),
+            &mg_name_kind::MG_NAME_PROBE.0.to_ne_bytes(),
+            MapFlags::ANY,
+        )
+        .context("adding the probe digest to the kernel hashes map")
+}
+
+pub fn delete_hash_probe(hashes: &dyn MapCore, digest: &mg_sha256) -> Result<()> {
+    hashes
+        .delete(bytes(digest))
+        .context("removing the probe digest from the kernel hashes map")
 }
 
 /// Lists the argument the functional probe passes: whoever receives it is killed.
@@ -399,6 +450,9 @@ pub struct Config {
     pub mmap: bool,
     /// Check the arguments of every exec.
     pub argv: bool,
+    /// Hash the files executed or mapped executable (the policy lists digests, and the
+    /// kernel can).
+    pub hash: bool,
     /// Mount namespace inode of PID 1: processes in it are the host's.
     pub host_mnt_ns: u32,
     /// The daemon that owns the pinned program, if one runs.
@@ -423,6 +477,9 @@ impl Config {
         if self.argv {
             flags |= mg_config_flag::MG_CONFIG_ARGV.0;
         }
+        if self.hash {
+            flags |= mg_config_flag::MG_CONFIG_HASH.0;
+        }
         mg_config {
             agent_pid: self.agent_pid.unwrap_or(0),
             scope: self.scope.into(),
@@ -440,6 +497,7 @@ impl Config {
             identity: flags & mg_config_flag::MG_CONFIG_IDENTITY.0 != 0,
             mmap: flags & mg_config_flag::MG_CONFIG_MMAP.0 != 0,
             argv: flags & mg_config_flag::MG_CONFIG_ARGV.0 != 0,
+            hash: flags & mg_config_flag::MG_CONFIG_HASH.0 != 0,
             host_mnt_ns: raw.host_mnt_ns,
             agent_pid: (raw.agent_pid != 0).then_some(raw.agent_pid),
         })
@@ -523,6 +581,7 @@ mod tests {
             identity: false,
             mmap: false,
             argv: false,
+            hash: false,
             host_mnt_ns: 0,
             agent_pid: None,
         }
@@ -547,6 +606,7 @@ mod tests {
             identity: true,
             mmap: true,
             argv: true,
+            hash: true,
             host_mnt_ns: 4026531841,
             agent_pid: Some(42),
         };
@@ -564,6 +624,7 @@ mod tests {
             (&ARG_RULES, "pool:-o"),
             (&ARG_VALUES, "--coin=monero"),
             (&DOMAINS, "supportxmr.com"),
+            (&HASHES, "00ff".repeat(16).as_str()),
         ] {
             let (key, value) = ((table.key)(entry), (table.value)(entry));
             assert_eq!(

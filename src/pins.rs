@@ -59,9 +59,12 @@ const IDENTITIES: PinnedMap = pinned_as("identities", "mg_identities");
 const ARG_RULES: PinnedMap = pinned_as("arg_rules", "mg_arg_rules");
 const ARG_VALUES: PinnedMap = pinned_as("arg_values", "mg_arg_values");
 const DOMAINS: PinnedMap = pinned_as("domains", "mg_domains");
+const HASHES: PinnedMap = pinned_as("hashes", "mg_hashes");
+/// Filled by the programs: digests of files hashed, kept while they are unchanged.
+const HASHED_FILES: PinnedMap = pinned_as("hashed_files", "mg_hashed_files");
 
 /// Every pinned map, the one list. The .bss map is private to one program.
-const PINNED_MAPS: [PinnedMap; 11] = [
+const PINNED_MAPS: [PinnedMap; 13] = [
     NAMES,
     PREFIXES,
     MEMFD_ALLOW,
@@ -73,16 +76,27 @@ const PINNED_MAPS: [PinnedMap; 11] = [
     ARG_RULES,
     ARG_VALUES,
     DOMAINS,
+    HASHES,
+    HASHED_FILES,
 ];
 
 /// The programs' pins, `(link, program)` under PIN_DIR, the exec hook's last: its link is
 /// the one `status` reads as "enforcing".
 const MMAP_PINS: (&str, &str) = ("mmap-link", "mmap-prog");
 const ARGV_PINS: (&str, &str) = ("argv-link", "argv-prog");
+/// Only where the kernel can hash (`attach::hashes_supported`).
+const HASH_PINS: (&str, &str) = ("hash-link", "hash-prog");
+const MMAP_HASH_PINS: (&str, &str) = ("mmap-hash-link", "mmap-hash-prog");
 const EXEC_PINS: (&str, &str) = ("link", "prog");
 
 /// The programs as the kernel lists them (names cut to 15 bytes).
-const HOOK_PROGRAMS: [&str; 3] = ["mg_bprm_check", "mg_mmap_file", "mg_exec_args"];
+const HOOK_PROGRAMS: [&str; 5] = [
+    "mg_bprm_check",
+    "mg_mmap_file",
+    "mg_exec_args",
+    "mg_bprm_hash",
+    "mg_mmap_hash",
+];
 
 fn pinned(map_name: &std::ffi::OsStr) -> Option<&'static PinnedMap> {
     PINNED_MAPS.iter().find(|p| map_name == p.map)
@@ -296,6 +310,14 @@ pub fn install(skel: &mut MinerguardSkel<'_>, links: &mut Links, adopted: bool) 
     let (link, prog) = pin(ARGV_PINS);
     pin_over(&prog, |p| skel.progs.mg_exec_args.pin(p))?;
     pin_over(&link, |p| links.argv.pin(p))?;
+    if let Some((exec_hash, mmap_hash)) = links.hash.as_mut() {
+        let (link, prog) = pin(HASH_PINS);
+        pin_over(&prog, |p| skel.progs.mg_bprm_hash.pin(p))?;
+        pin_over(&link, |p| exec_hash.pin(p))?;
+        let (link, prog) = pin(MMAP_HASH_PINS);
+        pin_over(&prog, |p| skel.progs.mg_mmap_hash.pin(p))?;
+        pin_over(&link, |p| mmap_hash.pin(p))?;
+    }
     let (link, prog) = pin(EXEC_PINS);
     pin_over(&prog, |p| skel.progs.mg_bprm_check.pin(p))?;
     pin_over(&link, |p| links.exec.pin(p))?;
@@ -331,7 +353,7 @@ pub fn remove() -> Result<bool> {
     if !Path::new(PIN_DIR).exists() {
         return Ok(false);
     }
-    let pins = [EXEC_PINS, MMAP_PINS, ARGV_PINS]
+    let pins = [EXEC_PINS, MMAP_PINS, ARGV_PINS, HASH_PINS, MMAP_HASH_PINS]
         .into_iter()
         .flat_map(|(link, prog)| [link, prog])
         .map(|name| Path::new(PIN_DIR).join(name));
@@ -399,6 +421,7 @@ pub struct Pinned {
     memfd_allow: MapHandle,
     stats: MapHandle,
     identities: MapHandle,
+    hashes: MapHandle,
     arg_rules: MapHandle,
     arg_values: MapHandle,
     domains: MapHandle,
@@ -437,6 +460,7 @@ impl Pinned {
             memfd_allow: open(&MEMFD_ALLOW)?,
             stats: open(&STATS)?,
             identities: open(&IDENTITIES)?,
+            hashes: open(&HASHES)?,
             arg_rules: open(&ARG_RULES)?,
             arg_values: open(&ARG_VALUES)?,
             domains: open(&DOMAINS)?,
@@ -463,6 +487,7 @@ impl Pinned {
             arg_rules: &self.arg_rules,
             arg_values: &self.arg_values,
             domains: &self.domains,
+            hashes: &self.hashes,
         }
         .read();
         Ok(Snapshot {

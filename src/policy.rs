@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::contract::{
-    MAX_ARG_RULES, MAX_ARG_VALUES, MAX_DOMAINS, MAX_MEMFD_ALLOW, MAX_NAMES, MAX_PREFIXES,
-    MEMFD_PREFIX, NAME_MAX_BYTES, PROBE_NAME,
+    MAX_ARG_RULES, MAX_ARG_VALUES, MAX_DOMAINS, MAX_HASHES, MAX_MEMFD_ALLOW, MAX_NAMES,
+    MAX_PREFIXES, MEMFD_PREFIX, NAME_MAX_BYTES, PROBE_NAME,
 };
 use crate::intel;
 
@@ -78,6 +78,8 @@ pub struct Policy {
     pub mmap: bool,
     /// `[argv]`: the arguments of every exec, checked once the exec has replaced the program.
     pub argv: Argv,
+    /// `sha256`: digests of files denied whatever their name (lower-case hex).
+    pub sha256: Vec<String>,
 }
 
 /// The argument layer's lists, validated (defaults from `intel` where the policy is silent).
@@ -273,6 +275,7 @@ struct RawPolicy {
     identity: Option<RawSwitch>,
     mmap: Option<RawSwitch>,
     argv: Option<RawArgv>,
+    sha256: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -472,6 +475,30 @@ impl Policy {
         }
 
         let argv = parse_argv(raw.argv.unwrap_or_default(), &mut problems);
+        let mut sha256: Vec<String> = Vec::new();
+        for entry in raw.sha256.unwrap_or_default() {
+            let value = entry.get_ref().to_ascii_lowercase();
+            let at = entry.span().start;
+            if value.len() != 64 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+                problems.at(at, |_| {
+                    format!(
+                        "sha256 entry {} must be 64 hexadecimal digits (`minerguard hash FILE` prints them)",
+                        shown(entry.get_ref())
+                    )
+                });
+            } else if sha256.contains(&value) {
+                problems.at(at, |_| {
+                    format!("sha256 entry {} is listed twice", shown(&value))
+                });
+            } else {
+                sha256.push(value);
+            }
+        }
+        if sha256.len() > MAX_HASHES {
+            problems.at(0, |_| {
+                format!("too many sha256 entries: at most {MAX_HASHES}")
+            });
+        }
 
         if !problems.is_empty() {
             return Err(problems.problems);
@@ -486,6 +513,7 @@ impl Policy {
             identity: RawSwitch::on(raw.identity),
             mmap: RawSwitch::on(raw.mmap),
             argv,
+            sha256,
         })
     }
 }
@@ -814,7 +842,7 @@ mod tests {
     fn unknown_key_is_located() {
         assert_eq!(
             problems("mode = \"enforce\"\nnames = []\nmodes = 1\n"),
-            ["3:1: unknown field `modes`, expected one of `mode`, `scope`, `names`, `memfd`, `identity`, `mmap`, `argv`"]
+            ["3:1: unknown field `modes`, expected one of `mode`, `scope`, `names`, `memfd`, `identity`, `mmap`, `argv`, `sha256`"]
         );
     }
 
@@ -848,6 +876,20 @@ mod tests {
         assert_eq!(
             problems("mode = \"enforce\"\nnames = []\n[argv]\nflags = [\"-o\"]\n"),
             ["1:1: [argv] \"-o\" is both a flag and a pool option"]
+        );
+    }
+
+    #[test]
+    fn sha256_entries_are_64_hex_digits_kept_in_lower_case() {
+        let digest = "AB".repeat(32);
+        let p = Policy::parse(&format!(
+            "mode = \"enforce\"\nnames = []\nsha256 = [\"{digest}\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(p.sha256, ["ab".repeat(32)]);
+        assert_eq!(
+            problems("mode = \"enforce\"\nnames = []\nsha256 = [\"abc\"]\n"),
+            ["3:11: sha256 entry \"abc\" must be 64 hexadecimal digits (`minerguard hash FILE` prints them)"]
         );
     }
 

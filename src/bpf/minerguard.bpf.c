@@ -628,6 +628,7 @@ long BPF_PROG(mg_mmap_file, struct file *file, unsigned long reqprot, unsigned l
 }
 
 #include "argv.bpf.h"
+#include "hash.bpf.h"
 
 /*
  * Run once by the agent (a task iterator): writes the mount namespace inode of

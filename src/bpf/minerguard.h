@@ -58,6 +58,11 @@ enum mg_limit {
 	 * only its first piece is matched). Arguments past that are not checked.
 	 */
 	MG_MAX_ARG_CHUNKS = 64,
+	/* Listed SHA-256 digests, and files whose digest is kept (LRU). */
+	MG_MAX_HASHES = 4096,
+	MG_HASHES_CAPACITY = 2 * MG_MAX_HASHES,
+	MG_MAX_HASHED_FILES = 16384,
+	MG_SHA256_LEN = 32,
 	/*
 	 * The maps' sizes: a reload adds the new policy's entries before it
 	 * removes the old one's, so two of the largest policies must fit at once,
@@ -104,6 +109,11 @@ enum mg_match {
 	MG_MATCH_MMAP = 32,
 	/* An argument the new program received is a miner's (pool, flag, option value). */
 	MG_MATCH_ARGV = 64,
+	/*
+	 * The file's SHA-256 (through IMA) is listed; the event's matched_name
+	 * holds the MG_SHA256_LEN bytes of the digest, not text.
+	 */
+	MG_MATCH_HASH = 128,
 };
 
 /* Where a check ran. */
@@ -129,6 +139,8 @@ enum mg_config_flag {
 	MG_CONFIG_MMAP = 8,
 	/* check the arguments of every exec */
 	MG_CONFIG_ARGV = 16,
+	/* the hashes map has entries: hash the files executed or mapped executable */
+	MG_CONFIG_HASH = 32,
 };
 
 /* What an entry of the argument rules trie means when an argument starts with it. */
@@ -205,6 +217,25 @@ struct mg_arg_value {
 	__u32 prefixlen;
 	__u32 id;
 	struct mg_name value;
+};
+
+/* Key of the hashes map: a listed SHA-256 digest. */
+struct mg_sha256 {
+	__u8 digest[MG_SHA256_LEN];
+};
+
+/*
+ * Value of the hashed-files map (keyed by struct mg_file_key): a file's digest
+ * while its mtime and size stay as they were when it was hashed, so that an
+ * unchanged file is hashed once, whatever the policy lists later.
+ */
+struct mg_hashed {
+	__s64 mtime_sec;
+	__u32 mtime_nsec;
+	__u32 ctime_nsec;
+	__s64 ctime_sec;
+	__s64 size;
+	struct mg_sha256 sha256;
 };
 
 /*
