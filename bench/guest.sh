@@ -143,6 +143,31 @@ run_layers() {
 	done
 }
 
+# hash: the content-hash layer (a policy with one digest, matching nothing). An exec of an
+# unchanged file costs a lookup of its kept digest (hash-cached, same loop as the layers);
+# the first exec of a new file costs IMA hashing it: HASH_FILES fresh copies of the nop,
+# each exec'd once, with the agent off and on (the copies cost the same both times).
+HASH_FILES=20
+run_hash() {
+	if start_agent hash /bench/policy-hash.toml --mode enforce; then
+		measure_layer 1 hash-cached
+		stop_agent
+	fi
+	for _c in off on; do
+		if [ "$_c" = on ]; then start_agent hash /bench/policy-hash.toml --mode enforce || return; fi
+		_i=0 _t=0
+		while [ "$_i" -lt "$HASH_FILES" ]; do
+			cp "$NOP" "/tmp/fresh-$_c-$_i"
+			_t0=$(now)
+			$EL 1 "/tmp/fresh-$_c-$_i" > /dev/null
+			_t=$((_t + $(now) - _t0))
+			_i=$((_i + 1))
+		done
+		echo "MGB-HASHFIRST config=$_c files=$HASH_FILES bytes=$(wc -c < "$NOP") ns=$_t"
+		[ "$_c" = on ] && stop_agent
+	done
+}
+
 # Let the boot's deferred work finish (with sleep=off an idle guest costs no host time).
 sleep 10
 
@@ -163,8 +188,9 @@ while [ "$r" -le "$ROUNDS" ]; do
 	r=$((r + 1))
 done
 
-# 1b. Each layer's share.
+# 1b. Each layer's share, and hashing.
 phase layers && run_layers
+phase hash && run_hash
 
 # 2a. The daemon's own share while idle (it wakes every second): the same policy with the
 #     daemon running and frozen (SIGSTOP; the hook stays attached), alternating.

@@ -176,7 +176,15 @@ fn move_policy(
     maps::write_mode(&maps.mg_mode, mode)?;
     wait_for_running_checks();
     lists.remove(old, new)?;
-    maps::write_config(&maps.mg_config, config)
+    maps::write_config(&maps.mg_config, config)?;
+    let forgotten = maps::forget_unlisted(&maps.mg_identities, new)?;
+    if forgotten > 0 {
+        info!(
+            forgotten,
+            "forgot remembered files whose name the policy no longer lists"
+        );
+    }
+    Ok(())
 }
 
 /// Returns once every exec check that may have begun before the call has finished. A check

@@ -10,8 +10,8 @@ use anyhow::{bail, Result};
 
 pub use crate::bpf::types::{
     mg_action, mg_arg_kind, mg_arg_rule, mg_arg_value, mg_config, mg_config_flag, mg_event,
-    mg_hook, mg_limit, mg_match, mg_mode, mg_name, mg_name_kind, mg_prefix, mg_scope, mg_sha256,
-    mg_stat,
+    mg_hook, mg_identity, mg_limit, mg_match, mg_mode, mg_name, mg_name_kind, mg_prefix, mg_scope,
+    mg_sha256, mg_stat,
 };
 
 /// Bump when a type of `minerguard.h` changes layout: maps pinned by an agent of another ABI
@@ -49,6 +49,7 @@ unsafe impl plain::Plain for mg_arg_rule {}
 unsafe impl plain::Plain for mg_arg_value {}
 unsafe impl plain::Plain for mg_sha256 {}
 unsafe impl plain::Plain for mg_name_kind {}
+unsafe impl plain::Plain for mg_identity {}
 
 /// The bytes of a contract value, as a map update or a test wants them.
 pub fn bytes<T: plain::Plain>(value: &T) -> &[u8] {
@@ -119,7 +120,7 @@ impl mg_prefix {
 mod tests {
     use super::*;
     // Written and read by the programs only; the daemon pins the map and never decodes it.
-    use crate::bpf::types::{mg_file_key, mg_hashed, mg_identity};
+    use crate::bpf::types::{mg_file_key, mg_hashed};
     use libbpf_rs::btf::types::{Array, Composite, MemberAttr};
     use libbpf_rs::btf::{Btf, BtfKind, BtfType, HasSize, TypeId};
     use std::collections::BTreeSet;

@@ -8,8 +8,9 @@ use libbpf_rs::{MapCore, MapFlags};
 use serde::Serialize;
 
 use crate::contract::{
-    bytes, from_bytes, mg_arg_kind, mg_arg_rule, mg_arg_value, mg_config, mg_config_flag, mg_mode,
-    mg_name, mg_name_kind, mg_prefix, mg_scope, mg_sha256, mg_stat, ARGV_PROBE, PROBE_NAME,
+    bytes, from_bytes, mg_arg_kind, mg_arg_rule, mg_arg_value, mg_config, mg_config_flag,
+    mg_identity, mg_mode, mg_name, mg_name_kind, mg_prefix, mg_scope, mg_sha256, mg_stat,
+    ARGV_PROBE, PROBE_NAME,
 };
 use crate::policy::{Mode, Policy, Scope};
 
@@ -384,6 +385,32 @@ impl ListMaps<'_> {
         change(self.domains, &DOMAINS, adding, &old.domains, &new.domains)?;
         change(self.hashes, &HASHES, adding, &old.hashes, &new.hashes)
     }
+}
+
+/// Forgets the files remembered under a name (or pattern) that `lists` no longer has: a name
+/// taken out of the policy (a false positive fixed) must not keep its files blocked. Returns
+/// how many were forgotten. Meanwhile the kernel still denies them: the safe side.
+pub fn forget_unlisted(identities: &dyn MapCore, lists: &Lists) -> Result<usize> {
+    let mut forgotten = 0;
+    for key in identities.keys() {
+        let Some(value) = identities
+            .lookup(&key, MapFlags::ANY)
+            .context("reading the kernel's remembered files")?
+        else {
+            continue; // gone meanwhile (least recently used, or changed)
+        };
+        let name = from_bytes::<mg_identity>(&value)?.name.text();
+        let listed =
+            lists.names.contains(&name) || lists.prefixes.iter().any(|p| name.starts_with(p));
+        if !listed {
+            match identities.delete(&key) {
+                Ok(()) => forgotten += 1,
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).context("forgetting a remembered file"),
+            }
+        }
+    }
+    Ok(forgotten)
 }
 
 /// Lists the digest of the hash probe's content: an exec of it is denied, never reported.

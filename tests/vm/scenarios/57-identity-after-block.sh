@@ -3,7 +3,8 @@
 # it is still caught (matched_on "identity", matched_name the name it was blocked as), until
 # its content changes. Never remembered: the target of a symlink with a listed name, a copy's
 # source (the seed's `cp /bin/sleep /tmp/xmrig`), a file with several names before its first
-# block. Remembered across an agent restart; `[identity] enabled = false` turns it off.
+# block. Remembered across an agent restart; `[identity] enabled = false` turns it off; a
+# name taken out of the policy forgets the files blocked under it.
 # shellcheck shell=sh source=../guest/lib.sh  # busybox sh; /mg/lib.sh in the VM
 . /mg/lib.sh
 write_policy /tmp/policy.toml enforce xmrig mg-sentinel
@@ -92,6 +93,15 @@ reload_agent
 try_exec /mg/pidexec /tmp/r/renamed-while-no-agent 0
 expect_ran "/tmp/r/renamed-while-no-agent with [identity] enabled = false"
 expect_no_event "/tmp/r/renamed-while-no-agent with identity off"
+
+# A name taken out of the policy (a false positive fixed) forgets the files blocked under it:
+# identity on again, xmrig no longer listed, the file runs.
+write_policy /tmp/policy.toml enforce mg-sentinel
+reload_agent
+grep -q "forgot remembered files" "$AGENT_LOG" || fail "the reload does not say it forgot files"
+try_exec /mg/pidexec /tmp/r/renamed-while-no-agent 0
+expect_ran "/tmp/r/renamed-while-no-agent once xmrig is out of the policy"
+expect_no_event "/tmp/r/renamed-while-no-agent once xmrig is out of the policy"
 stop_agent || fail "agent exited with status $? on SIGTERM"
 minerguard disable >/dev/null 2>&1
 pass
