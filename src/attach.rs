@@ -243,12 +243,7 @@ pub fn attach(skel: &MinerguardSkel<'_>, hash_loaded: bool) -> Result<Links> {
 /// succeeds (and is unmapped at once). The mmap hook only looks when the policy turns it on
 /// (`mmap_enabled`).
 pub fn probe(maps: &MinerguardMaps<'_>, config: Config) -> Result<()> {
-    if config.argv {
-        argv_probe(&maps.mg_arg_rules)?;
-    }
-    if config.hash {
-        hash_probe(&maps.mg_hashes)?;
-    }
+    // The exec probe first: when BPF LSM is not active, its error says what to change.
     let names = &maps.mg_names;
     maps::insert_probe(names)?;
     let outcome = exec_probe().and_then(|exec| {
@@ -256,33 +251,34 @@ pub fn probe(maps: &MinerguardMaps<'_>, config: Config) -> Result<()> {
         Ok((exec, mmap))
     });
     maps::delete_probe(names)?;
-    let (outcome, mmap) = match outcome {
-        Ok((exec, mmap)) => (Ok(exec), mmap),
-        Err(e) => (Err(e), None),
-    };
-    if let Some(seen) = mmap {
+    let (exec, mmap) = outcome.context("running the BPF LSM probe")?;
+    if exec != Some(nix::errno::Errno::EPERM as i32) {
+        let seen = match exec {
+            None => "it ran".to_string(),
+            Some(errno) => format!(
+                "it failed with {} instead",
+                nix::errno::Errno::from_raw(errno)
+            ),
+        };
         bail!(
-            "the mmap_file hook is not enforcing on this kernel: mapping a file with a listed              name executable {seen}, where it must fail with EPERM"
+            "BPF LSM is not enforcing on this kernel: minerguard's program attached, but an \
+             exec it must deny was not denied ({seen}). {}",
+            enable_hint(active_lsms().as_deref())
         );
     }
-    match outcome {
-        Ok(Some(errno)) if errno == nix::errno::Errno::EPERM as i32 => Ok(()),
-        Ok(result) => {
-            let seen = match result {
-                None => "it ran".to_string(),
-                Some(errno) => format!(
-                    "it failed with {} instead",
-                    nix::errno::Errno::from_raw(errno)
-                ),
-            };
-            bail!(
-                "BPF LSM is not enforcing on this kernel: minerguard's program attached, but an \
-                 exec it must deny was not denied ({seen}). {}",
-                enable_hint(active_lsms().as_deref())
-            )
-        }
-        Err(e) => Err(e.context("running the BPF LSM probe")),
+    if let Some(seen) = mmap {
+        bail!(
+            "the mmap_file hook is not enforcing on this kernel: mapping a file with a listed \
+             name executable {seen}, where it must fail with EPERM"
+        );
     }
+    if config.hash {
+        hash_probe(&maps.mg_hashes)?;
+    }
+    if config.argv {
+        argv_probe(&maps.mg_arg_rules)?;
+    }
+    Ok(())
 }
 
 /// The hash probe's content: a script whose interpreter does not exist, so that it never runs.
