@@ -15,7 +15,7 @@ use libbpf_rs::{ErrorKind, MapHandle, OpenObject, RingBufferBuilder};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tracing::{error, info, warn};
 
-use crate::attach::{self, Links};
+use crate::attach::{self, Links, Optional};
 use crate::bpf::{MinerguardMaps, MinerguardSkel, MinerguardSkelBuilder};
 use crate::delivery;
 use crate::enrich;
@@ -23,7 +23,7 @@ use crate::maps::{self, Config, ListMaps, Lists};
 use crate::metrics;
 use crate::output;
 use crate::pins;
-use crate::policy::{Mode, Policy};
+use crate::policy::{DriftMode, Mode, Policy};
 
 pub struct Options {
     pub policy: PathBuf,
@@ -124,8 +124,8 @@ pub struct Agent<'obj> {
 }
 
 /// The config entry a policy asks for.
-/// `hashes`: the kernel can hash (the hash programs are loaded).
-fn config_for(policy: &Policy, lists: &Lists, host_mnt_ns: u32, hashes: bool) -> Config {
+/// `optional`: which optional programs this kernel has loaded.
+fn config_for(policy: &Policy, lists: &Lists, host_mnt_ns: u32, optional: Optional) -> Config {
     Config {
         scope: policy.scope,
         memfd_block: policy.memfd_block,
@@ -133,7 +133,9 @@ fn config_for(policy: &Policy, lists: &Lists, host_mnt_ns: u32, hashes: bool) ->
         identity: policy.identity,
         mmap: policy.mmap,
         argv: policy.argv.enabled,
-        hash: hashes && !policy.sha256.is_empty(),
+        hash: optional.hashes && !policy.sha256.is_empty(),
+        drift: optional.drift && policy.drift.mode != DriftMode::Off,
+        drift_audit: policy.drift.mode == DriftMode::Audit,
         host_mnt_ns,
         agent_pid: Some(std::process::id()),
     }
@@ -148,6 +150,7 @@ fn list_maps<'a>(maps: &'a MinerguardMaps<'_>) -> ListMaps<'a> {
         arg_values: &maps.mg_arg_values,
         domains: &maps.mg_domains,
         hashes: &maps.mg_hashes,
+        drift_allow: &maps.mg_drift_allow,
     }
 }
 
@@ -170,6 +173,9 @@ fn move_policy(
         mmap: config.mmap || old_config.mmap,
         argv: config.argv || old_config.argv,
         hash: config.hash || old_config.hash,
+        drift: config.drift || old_config.drift,
+        // Report-only in between only if both are: block wins.
+        drift_audit: config.drift_audit && old_config.drift_audit,
         ..config
     };
     maps::write_config(&maps.mg_config, interim)?;
@@ -240,7 +246,20 @@ impl<'obj> Agent<'obj> {
                 prog.set_log_level(level.parse().unwrap_or(4));
             }
         }
-        let hashes = attach::hashes_supported();
+        let optional = Optional::detect();
+        let hashes = optional.hashes;
+        if !optional.drift {
+            open.progs.mg_bprm_drift.set_autoload(false);
+            open.progs.mg_mmap_drift.set_autoload(false);
+            if policy.drift.mode != DriftMode::Off {
+                warn!(
+                    drift = policy.drift.mode.as_str(),
+                    "drift cannot be checked here: it needs overlayfs's types, from the overlay \
+                     module's BTF (/sys/kernel/btf/overlay: Linux 5.11 or newer, overlay loaded \
+                     before the agent starts); every other layer is enforced"
+                );
+            }
+        }
         if !hashes {
             open.progs.mg_bprm_hash.set_autoload(false);
             open.progs.mg_mmap_hash.set_autoload(false);
@@ -255,7 +274,7 @@ impl<'obj> Agent<'obj> {
         }
         let adopted = pins::adopt(open.open_object_mut())?;
         let mut skel = attach::load(open)?;
-        let config = config_for(&policy, &lists, attach::host_mnt_ns(&skel)?, hashes);
+        let config = config_for(&policy, &lists, attach::host_mnt_ns(&skel)?, optional);
         let mode = opts.mode.unwrap_or(policy.mode);
         // What a previous agent left in the adopted maps (events it could not read queue too).
         let previous = if adopted {
@@ -272,7 +291,7 @@ impl<'obj> Agent<'obj> {
             &opts,
             previous.as_ref(),
             (&lists, config, mode),
-            hashes,
+            optional,
         );
         let links = match enforced {
             Ok(links) => links,
@@ -304,6 +323,7 @@ impl<'obj> Agent<'obj> {
             mmap = config.mmap,
             argv = config.argv,
             sha256 = if hashes { lists.hashes.len().to_string() } else { "unavailable".to_string() },
+            drift = if optional.drift { policy.drift.mode.as_str() } else { "unavailable" },
             policy = %opts.policy.display(),
             "minerguard ready"
         );
@@ -331,7 +351,7 @@ impl<'obj> Agent<'obj> {
         opts: &Options,
         previous: Option<&Previous>,
         policy: (&Lists, Config, Mode),
-        hashes: bool,
+        optional: Optional,
     ) -> Result<Links> {
         let (lists, config, mode) = policy;
         let fresh = Lists::default();
@@ -340,7 +360,7 @@ impl<'obj> Agent<'obj> {
         if opts.fail_after_policy {
             bail!("failing the start after applying the policy, as --fail-after-policy asks");
         }
-        let mut links = attach::attach(skel, hashes)?;
+        let mut links = attach::attach(skel, optional)?;
         attach::probe(&skel.maps, config)?;
         pins::install(skel, &mut links, previous.is_some())?;
         Ok(links)
@@ -469,8 +489,11 @@ impl Agent<'_> {
             }
         };
         let new = Lists::from_policy(&policy);
-        let hashes = self._links.hash.is_some();
-        let config = config_for(&policy, &new, applied.config.host_mnt_ns, hashes);
+        let optional = Optional {
+            hashes: self._links.hash.is_some(),
+            drift: self._links.drift.is_some(),
+        };
+        let config = config_for(&policy, &new, applied.config.host_mnt_ns, optional);
         let mode = opts.mode.unwrap_or(policy.mode);
         if let Err(e) = move_policy(maps, (&applied.lists, applied.config), (&new, config, mode)) {
             // A failure before the removals leaves every old entry in the maps (some new

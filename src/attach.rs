@@ -177,22 +177,54 @@ pub struct Links {
     pub argv: Link,
     /// The content-hash checks (bprm_check_security, mmap_file), where the kernel has them.
     pub hash: Option<(Link, Link)>,
+    /// The drift checks (bprm_check_security, mmap_file), where the kernel has them.
+    pub drift: Option<(Link, Link)>,
+}
+
+/// The programs a kernel may lack, decided before loading (a kernel refuses the whole object
+/// if one of its programs cannot load).
+#[derive(Clone, Copy, Debug)]
+pub struct Optional {
+    /// Content hashes: `hashes_supported`.
+    pub hashes: bool,
+    /// Drift: `drift_supported`.
+    pub drift: bool,
+}
+
+impl Optional {
+    pub fn detect() -> Optional {
+        Optional {
+            hashes: hashes_supported(),
+            drift: drift_supported(),
+        }
+    }
+}
+
+/// The running kernel's (major, minor) version.
+fn kernel_version() -> (u32, u32) {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']);
+    let major = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor)
+}
+
+/// Whether drift can be checked: overlayfs's types come from the overlay module's BTF (5.11+,
+/// CONFIG_DEBUG_INFO_BTF_MODULES; the module loaded), and bpf_d_path from an LSM program.
+pub fn drift_supported() -> bool {
+    kernel_version() >= (5, 11) && Path::new("/sys/kernel/btf/overlay").exists()
 }
 
 /// Whether this kernel can hash files in the hook: `bpf_ima_file_hash` (Linux 5.18) with IMA
 /// built in. Decided before loading: a kernel without it refuses the whole object if the
 /// hash programs are in it.
 pub fn hashes_supported() -> bool {
-    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release.trim().split(['.', '-']);
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     // IMA's securityfs directory (mounted by `active_lsms` if needed).
-    (major, minor) >= (5, 18) && Path::new(SECURITYFS).join("ima").exists()
+    kernel_version() >= (5, 18) && Path::new(SECURITYFS).join("ima").exists()
 }
 
-/// `hash_loaded`: the hash programs were loaded (`hashes_supported`).
-pub fn attach(skel: &MinerguardSkel<'_>, hash_loaded: bool) -> Result<Links> {
+/// `optional`: which optional programs were loaded.
+pub fn attach(skel: &MinerguardSkel<'_>, optional: Optional) -> Result<Links> {
     let refused = |hook: &str, e: libbpf_rs::Error| {
         anyhow!(
             "attaching to the {hook} LSM hook failed ({e}). {}",
@@ -214,7 +246,22 @@ pub fn attach(skel: &MinerguardSkel<'_>, hash_loaded: bool) -> Result<Links> {
         .attach_lsm()
         .map_err(|e| refused("bprm_check_security", e))?;
     // After the name checks: a file denied by its name is not hashed.
-    let hash = if hash_loaded {
+    let drift = if optional.drift {
+        let exec_drift = skel
+            .progs
+            .mg_bprm_drift
+            .attach_lsm()
+            .map_err(|e| refused("bprm_check_security (drift)", e))?;
+        let mmap_drift = skel
+            .progs
+            .mg_mmap_drift
+            .attach_lsm()
+            .map_err(|e| refused("mmap_file (drift)", e))?;
+        Some((exec_drift, mmap_drift))
+    } else {
+        None
+    };
+    let hash = if optional.hashes {
         let exec_hash = skel
             .progs
             .mg_bprm_hash
@@ -234,6 +281,7 @@ pub fn attach(skel: &MinerguardSkel<'_>, hash_loaded: bool) -> Result<Links> {
         mmap,
         argv,
         hash,
+        drift,
     })
 }
 

@@ -29,6 +29,7 @@ pub const MAX_ARG_VALUES: usize = mg_limit::MG_MAX_ARG_VALUES.0 as usize;
 pub const MAX_DOMAINS: usize = mg_limit::MG_MAX_DOMAINS.0 as usize;
 pub const MAX_HASHES: usize = mg_limit::MG_MAX_HASHES.0 as usize;
 pub const SHA256_LEN: usize = mg_limit::MG_SHA256_LEN.0 as usize;
+pub const MAX_DRIFT_ALLOW: usize = mg_limit::MG_MAX_DRIFT_ALLOW.0 as usize;
 /// The argument the functional probe passes: the rules map lists it as MG_ARG_PROBE, so the
 /// process that receives it is killed before it runs, whatever the mode.
 pub const ARGV_PROBE: &str = "--minerguard-argv-probe";
@@ -307,6 +308,10 @@ mod tests {
         );
         assert_eq!(maps.mg_domains.max_entries() as usize, 2 * MAX_DOMAINS);
         assert_eq!(maps.mg_hashes.max_entries() as usize, 2 * MAX_HASHES);
+        assert_eq!(
+            maps.mg_drift_allow.max_entries() as usize,
+            2 * MAX_DRIFT_ALLOW
+        );
         assert_eq!(maps.mg_hashes.key_size() as usize, SHA256_LEN);
         assert_eq!(
             maps.mg_arg_rules.value_size() as usize,

@@ -46,6 +46,8 @@ pub enum MatchedOn {
     Argv,
     /// The file's SHA-256 is listed.
     Hash,
+    /// The file is in a container's writable layer (an overlayfs upper layer).
+    Drift,
 }
 
 impl MatchedOn {
@@ -60,6 +62,7 @@ impl MatchedOn {
             MatchedOn::Mmap => "mmap",
             MatchedOn::Argv => "argv",
             MatchedOn::Hash => "hash",
+            MatchedOn::Drift => "drift",
         }
     }
 }
@@ -125,6 +128,7 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         mg_match::MG_MATCH_MMAP => MatchedOn::Mmap,
         mg_match::MG_MATCH_ARGV => MatchedOn::Argv,
         mg_match::MG_MATCH_HASH => MatchedOn::Hash,
+        mg_match::MG_MATCH_DRIFT => MatchedOn::Drift,
         other => bail!("unknown match kind {} in an event", other.0),
     };
     let hook = match mg_hook(u32::from(raw.hook)) {
@@ -229,6 +233,7 @@ pub(crate) mod tests {
             (mg_match::MG_MATCH_MMAP, "mmap"),
             (mg_match::MG_MATCH_ARGV, "argv"),
             (mg_match::MG_MATCH_HASH, "hash"),
+            (mg_match::MG_MATCH_DRIFT, "drift"),
         ] {
             let mut raw = raw_blocked_xmrig();
             raw[at..at + 4].copy_from_slice(&kind.0.to_ne_bytes());

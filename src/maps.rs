@@ -56,6 +56,8 @@ pub struct Lists {
     pub domains: BTreeSet<String>,
     /// SHA-256 digests, lower-case hex.
     pub hashes: BTreeSet<String>,
+    /// Path prefixes from which drift is allowed.
+    pub drift_allow: BTreeSet<String>,
 }
 
 /// The kinds of argument rules, as `Lists::arg_rules` spells them.
@@ -119,6 +121,7 @@ impl Lists {
             arg_values,
             domains,
             hashes: policy.sha256.iter().cloned().collect(),
+            drift_allow: policy.drift.allow.iter().cloned().collect(),
         }
     }
 
@@ -236,6 +239,13 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+const DRIFT_ALLOW: Table = Table {
+    what: "drift allow",
+    key: |p| bytes(&mg_prefix::new(p)).to_vec(),
+    value: |p| (p.len() as u32).to_ne_bytes().to_vec(),
+    decode: |key, _| Ok(from_bytes::<mg_prefix>(key)?.text()),
+};
+
 const DOMAINS: Table = Table {
     what: "pool domains",
     key: |d| bytes(&mg_prefix::new(&reversed(d))).to_vec(),
@@ -313,6 +323,7 @@ pub struct ListMaps<'a> {
     pub arg_values: &'a dyn MapCore,
     pub domains: &'a dyn MapCore,
     pub hashes: &'a dyn MapCore,
+    pub drift_allow: &'a dyn MapCore,
 }
 
 impl ListMaps<'_> {
@@ -326,6 +337,7 @@ impl ListMaps<'_> {
             arg_values: read(self.arg_values, &ARG_VALUES),
             domains: read(self.domains, &DOMAINS),
             hashes: read(self.hashes, &HASHES),
+            drift_allow: read(self.drift_allow, &DRIFT_ALLOW),
         }
     }
 
@@ -383,7 +395,14 @@ impl ListMaps<'_> {
             )?;
         }
         change(self.domains, &DOMAINS, adding, &old.domains, &new.domains)?;
-        change(self.hashes, &HASHES, adding, &old.hashes, &new.hashes)
+        change(self.hashes, &HASHES, adding, &old.hashes, &new.hashes)?;
+        change(
+            self.drift_allow,
+            &DRIFT_ALLOW,
+            adding,
+            &old.drift_allow,
+            &new.drift_allow,
+        )
     }
 }
 
@@ -480,6 +499,10 @@ pub struct Config {
     /// Hash the files executed or mapped executable (the policy lists digests, and the
     /// kernel can).
     pub hash: bool,
+    /// Check files from an overlayfs upper layer...
+    pub drift: bool,
+    /// ...and only report them.
+    pub drift_audit: bool,
     /// Mount namespace inode of PID 1: processes in it are the host's.
     pub host_mnt_ns: u32,
     /// The daemon that owns the pinned program, if one runs.
@@ -507,6 +530,12 @@ impl Config {
         if self.hash {
             flags |= mg_config_flag::MG_CONFIG_HASH.0;
         }
+        if self.drift {
+            flags |= mg_config_flag::MG_CONFIG_DRIFT.0;
+        }
+        if self.drift_audit {
+            flags |= mg_config_flag::MG_CONFIG_DRIFT_AUDIT.0;
+        }
         mg_config {
             agent_pid: self.agent_pid.unwrap_or(0),
             scope: self.scope.into(),
@@ -525,6 +554,8 @@ impl Config {
             mmap: flags & mg_config_flag::MG_CONFIG_MMAP.0 != 0,
             argv: flags & mg_config_flag::MG_CONFIG_ARGV.0 != 0,
             hash: flags & mg_config_flag::MG_CONFIG_HASH.0 != 0,
+            drift: flags & mg_config_flag::MG_CONFIG_DRIFT.0 != 0,
+            drift_audit: flags & mg_config_flag::MG_CONFIG_DRIFT_AUDIT.0 != 0,
             host_mnt_ns: raw.host_mnt_ns,
             agent_pid: (raw.agent_pid != 0).then_some(raw.agent_pid),
         })
@@ -609,6 +640,8 @@ mod tests {
             mmap: false,
             argv: false,
             hash: false,
+            drift: false,
+            drift_audit: false,
             host_mnt_ns: 0,
             agent_pid: None,
         }
@@ -634,6 +667,8 @@ mod tests {
             mmap: true,
             argv: true,
             hash: true,
+            drift: true,
+            drift_audit: true,
             host_mnt_ns: 4026531841,
             agent_pid: Some(42),
         };

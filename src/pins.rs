@@ -60,11 +60,12 @@ const ARG_RULES: PinnedMap = pinned_as("arg_rules", "mg_arg_rules");
 const ARG_VALUES: PinnedMap = pinned_as("arg_values", "mg_arg_values");
 const DOMAINS: PinnedMap = pinned_as("domains", "mg_domains");
 const HASHES: PinnedMap = pinned_as("hashes", "mg_hashes");
+const DRIFT_ALLOW: PinnedMap = pinned_as("drift_allow", "mg_drift_allow");
 /// Filled by the programs: digests of files hashed, kept while they are unchanged.
 const HASHED_FILES: PinnedMap = pinned_as("hashed_files", "mg_hashed_files");
 
 /// Every pinned map, the one list. The .bss map is private to one program.
-const PINNED_MAPS: [PinnedMap; 13] = [
+const PINNED_MAPS: [PinnedMap; 14] = [
     NAMES,
     PREFIXES,
     MEMFD_ALLOW,
@@ -78,6 +79,7 @@ const PINNED_MAPS: [PinnedMap; 13] = [
     DOMAINS,
     HASHES,
     HASHED_FILES,
+    DRIFT_ALLOW,
 ];
 
 /// The programs' pins, `(link, program)` under PIN_DIR, the exec hook's last: its link is
@@ -87,15 +89,20 @@ const ARGV_PINS: (&str, &str) = ("argv-link", "argv-prog");
 /// Only where the kernel can hash (`attach::hashes_supported`).
 const HASH_PINS: (&str, &str) = ("hash-link", "hash-prog");
 const MMAP_HASH_PINS: (&str, &str) = ("mmap-hash-link", "mmap-hash-prog");
+/// Only where drift can be checked (`attach::drift_supported`).
+const DRIFT_PINS: (&str, &str) = ("drift-link", "drift-prog");
+const MMAP_DRIFT_PINS: (&str, &str) = ("mmap-drift-link", "mmap-drift-prog");
 const EXEC_PINS: (&str, &str) = ("link", "prog");
 
 /// The programs as the kernel lists them (names cut to 15 bytes).
-const HOOK_PROGRAMS: [&str; 5] = [
+const HOOK_PROGRAMS: [&str; 7] = [
     "mg_bprm_check",
     "mg_mmap_file",
     "mg_exec_args",
     "mg_bprm_hash",
     "mg_mmap_hash",
+    "mg_bprm_drift",
+    "mg_mmap_drift",
 ];
 
 fn pinned(map_name: &std::ffi::OsStr) -> Option<&'static PinnedMap> {
@@ -318,6 +325,14 @@ pub fn install(skel: &mut MinerguardSkel<'_>, links: &mut Links, adopted: bool) 
         pin_over(&prog, |p| skel.progs.mg_mmap_hash.pin(p))?;
         pin_over(&link, |p| mmap_hash.pin(p))?;
     }
+    if let Some((exec_drift, mmap_drift)) = links.drift.as_mut() {
+        let (link, prog) = pin(DRIFT_PINS);
+        pin_over(&prog, |p| skel.progs.mg_bprm_drift.pin(p))?;
+        pin_over(&link, |p| exec_drift.pin(p))?;
+        let (link, prog) = pin(MMAP_DRIFT_PINS);
+        pin_over(&prog, |p| skel.progs.mg_mmap_drift.pin(p))?;
+        pin_over(&link, |p| mmap_drift.pin(p))?;
+    }
     let (link, prog) = pin(EXEC_PINS);
     pin_over(&prog, |p| skel.progs.mg_bprm_check.pin(p))?;
     pin_over(&link, |p| links.exec.pin(p))?;
@@ -353,10 +368,18 @@ pub fn remove() -> Result<bool> {
     if !Path::new(PIN_DIR).exists() {
         return Ok(false);
     }
-    let pins = [EXEC_PINS, MMAP_PINS, ARGV_PINS, HASH_PINS, MMAP_HASH_PINS]
-        .into_iter()
-        .flat_map(|(link, prog)| [link, prog])
-        .map(|name| Path::new(PIN_DIR).join(name));
+    let pins = [
+        EXEC_PINS,
+        MMAP_PINS,
+        ARGV_PINS,
+        HASH_PINS,
+        MMAP_HASH_PINS,
+        DRIFT_PINS,
+        MMAP_DRIFT_PINS,
+    ]
+    .into_iter()
+    .flat_map(|(link, prog)| [link, prog])
+    .map(|name| Path::new(PIN_DIR).join(name));
     for path in pins {
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -422,6 +445,7 @@ pub struct Pinned {
     stats: MapHandle,
     identities: MapHandle,
     hashes: MapHandle,
+    drift_allow: MapHandle,
     arg_rules: MapHandle,
     arg_values: MapHandle,
     domains: MapHandle,
@@ -461,6 +485,7 @@ impl Pinned {
             stats: open(&STATS)?,
             identities: open(&IDENTITIES)?,
             hashes: open(&HASHES)?,
+            drift_allow: open(&DRIFT_ALLOW)?,
             arg_rules: open(&ARG_RULES)?,
             arg_values: open(&ARG_VALUES)?,
             domains: open(&DOMAINS)?,
@@ -488,6 +513,7 @@ impl Pinned {
             arg_values: &self.arg_values,
             domains: &self.domains,
             hashes: &self.hashes,
+            drift_allow: &self.drift_allow,
         }
         .read();
         Ok(Snapshot {

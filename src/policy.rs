@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::contract::{
-    MAX_ARG_RULES, MAX_ARG_VALUES, MAX_DOMAINS, MAX_HASHES, MAX_MEMFD_ALLOW, MAX_NAMES,
-    MAX_PREFIXES, MEMFD_PREFIX, NAME_MAX_BYTES, PROBE_NAME,
+    MAX_ARG_RULES, MAX_ARG_VALUES, MAX_DOMAINS, MAX_DRIFT_ALLOW, MAX_HASHES, MAX_MEMFD_ALLOW,
+    MAX_NAMES, MAX_PREFIXES, MEMFD_PREFIX, NAME_MAX_BYTES, PROBE_NAME,
 };
 use crate::intel;
 
@@ -80,6 +80,37 @@ pub struct Policy {
     pub argv: Argv,
     /// `sha256`: digests of files denied whatever their name (lower-case hex).
     pub sha256: Vec<String>,
+    /// `[drift]`: files executed from a container's writable layer.
+    pub drift: Drift,
+}
+
+/// What `[drift]` does with a file executed or mapped from an overlayfs upper layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftMode {
+    #[default]
+    Off,
+    /// Report it, never deny it.
+    Audit,
+    /// Deny it (EPERM) in enforce mode.
+    Block,
+}
+
+impl DriftMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftMode::Off => "off",
+            DriftMode::Audit => "audit",
+            DriftMode::Block => "block",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Drift {
+    pub mode: DriftMode,
+    /// Path prefixes (as the container sees them) from which upper-layer files may run.
+    pub allow: Vec<String>,
 }
 
 /// The argument layer's lists, validated (defaults from `intel` where the policy is silent).
@@ -276,6 +307,14 @@ struct RawPolicy {
     mmap: Option<RawSwitch>,
     argv: Option<RawArgv>,
     sha256: Option<Vec<Spanned<String>>>,
+    drift: Option<RawDrift>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDrift {
+    mode: Option<DriftMode>,
+    allow: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -494,6 +533,39 @@ impl Policy {
                 sha256.push(value);
             }
         }
+        let raw_drift = raw.drift.unwrap_or_default();
+        let mut drift = Drift {
+            mode: raw_drift.mode.unwrap_or_default(),
+            allow: Vec::new(),
+        };
+        for entry in raw_drift.allow.unwrap_or_default() {
+            let value = entry.get_ref();
+            let problem = if !value.starts_with('/') {
+                Some("must be an absolute path prefix (\"/usr/local/bin/\")".to_string())
+            } else if let Some(p) = token_problem(value) {
+                Some(p)
+            } else if value.split('/').any(|c| c == "..") {
+                Some(
+                    "must not contain \"..\" (paths are matched as the kernel resolves them)"
+                        .to_string(),
+                )
+            } else if drift.allow.contains(value) {
+                Some("is listed twice".to_string())
+            } else {
+                None
+            };
+            match problem {
+                Some(p) => problems.at(entry.span().start, |_| {
+                    format!("[drift] allow entry {} {p}", shown(value))
+                }),
+                None => drift.allow.push(entry.into_inner()),
+            }
+        }
+        if drift.allow.len() > MAX_DRIFT_ALLOW {
+            problems.at(0, |_| {
+                format!("[drift] allows at most {MAX_DRIFT_ALLOW} path prefixes")
+            });
+        }
         if sha256.len() > MAX_HASHES {
             problems.at(0, |_| {
                 format!("too many sha256 entries: at most {MAX_HASHES}")
@@ -514,6 +586,7 @@ impl Policy {
             mmap: RawSwitch::on(raw.mmap),
             argv,
             sha256,
+            drift,
         })
     }
 }
@@ -842,7 +915,7 @@ mod tests {
     fn unknown_key_is_located() {
         assert_eq!(
             problems("mode = \"enforce\"\nnames = []\nmodes = 1\n"),
-            ["3:1: unknown field `modes`, expected one of `mode`, `scope`, `names`, `memfd`, `identity`, `mmap`, `argv`, `sha256`"]
+            ["3:1: unknown field `modes`, expected one of `mode`, `scope`, `names`, `memfd`, `identity`, `mmap`, `argv`, `sha256`, `drift`"]
         );
     }
 
@@ -890,6 +963,29 @@ mod tests {
         assert_eq!(
             problems("mode = \"enforce\"\nnames = []\nsha256 = [\"abc\"]\n"),
             ["3:11: sha256 entry \"abc\" must be 64 hexadecimal digits (`minerguard hash FILE` prints them)"]
+        );
+    }
+
+    #[test]
+    fn drift_is_off_by_default_and_allows_absolute_prefixes() {
+        let p = Policy::parse("mode = \"enforce\"\nnames = []\n").unwrap();
+        assert_eq!(p.drift.mode, DriftMode::Off);
+        let p = Policy::parse(
+            "mode = \"enforce\"\nnames = []\n[drift]\nmode = \"block\"\nallow = [\"/app/\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (p.drift.mode, p.drift.allow),
+            (DriftMode::Block, vec!["/app/".into()])
+        );
+        assert_eq!(
+            problems(
+                "mode = \"enforce\"\nnames = []\n[drift]\nallow = [\"app/\", \"/a/../tmp/\"]\n"
+            ),
+            [
+                "4:10: [drift] allow entry \"app/\" must be an absolute path prefix (\"/usr/local/bin/\")",
+                "4:18: [drift] allow entry \"/a/../tmp/\" must not contain \"..\" (paths are matched as the kernel resolves them)",
+            ]
         );
     }
 

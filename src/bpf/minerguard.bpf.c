@@ -412,6 +412,7 @@ struct mg_found {
 	enum mg_match matched_on;
 	enum mg_hook hook;
 	__u32 prefix_len; /* non-zero: matched a prefix pattern this long */
+	bool audit_only; /* reported, never enforced, whatever the mode */
 };
 
 /*
@@ -477,7 +478,8 @@ static __always_inline bool enforced(const struct mg_found *f, const struct mg_c
 	bool host, enforce;
 
 	host = mnt_ns_of((struct task_struct *)bpf_get_current_task()) == config->host_mnt_ns;
-	enforce = mode != MG_MODE_AUDIT && !(config->scope == MG_SCOPE_CONTAINERS && host);
+	enforce = mode != MG_MODE_AUDIT && !(config->scope == MG_SCOPE_CONTAINERS && host) &&
+		  !f->audit_only;
 	if (!enforce)
 		count(MG_STAT_AUDITED);
 	else if (action == MG_ACTION_KILLED)
@@ -629,6 +631,7 @@ long BPF_PROG(mg_mmap_file, struct file *file, unsigned long reqprot, unsigned l
 
 #include "argv.bpf.h"
 #include "hash.bpf.h"
+#include "drift.bpf.h"
 
 /*
  * Run once by the agent (a task iterator): writes the mount namespace inode of

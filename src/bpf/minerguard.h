@@ -63,6 +63,9 @@ enum mg_limit {
 	MG_HASHES_CAPACITY = 2 * MG_MAX_HASHES,
 	MG_MAX_HASHED_FILES = 16384,
 	MG_SHA256_LEN = 32,
+	/* Path prefixes drift allows (matched on a file's first MG_NAME_LEN - 1 path bytes). */
+	MG_MAX_DRIFT_ALLOW = 256,
+	MG_DRIFT_ALLOW_CAPACITY = 2 * MG_MAX_DRIFT_ALLOW,
 	/*
 	 * The maps' sizes: a reload adds the new policy's entries before it
 	 * removes the old one's, so two of the largest policies must fit at once,
@@ -114,6 +117,11 @@ enum mg_match {
 	 * holds the MG_SHA256_LEN bytes of the digest, not text.
 	 */
 	MG_MATCH_HASH = 128,
+	/*
+	 * The file is in an overlayfs upper layer (a container's writable layer:
+	 * created or changed after the container started), not allowed by path.
+	 */
+	MG_MATCH_DRIFT = 256,
 };
 
 /* Where a check ran. */
@@ -141,6 +149,10 @@ enum mg_config_flag {
 	MG_CONFIG_ARGV = 16,
 	/* the hashes map has entries: hash the files executed or mapped executable */
 	MG_CONFIG_HASH = 32,
+	/* check files executed or mapped executable from an overlayfs upper layer */
+	MG_CONFIG_DRIFT = 64,
+	/* ...and only report them, whatever the mode ([drift] mode = "audit") */
+	MG_CONFIG_DRIFT_AUDIT = 128,
 };
 
 /* What an entry of the argument rules trie means when an argument starts with it. */
