@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::skel::OpenSkel;
-use libbpf_rs::{Link, MapCore};
+use libbpf_rs::{Link, MapCore, ProgramMut};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 
 use crate::bpf::{MinerguardMaps, MinerguardSkel, OpenMinerguardSkel};
@@ -245,37 +245,27 @@ pub fn attach(skel: &MinerguardSkel<'_>, optional: Optional) -> Result<Links> {
         .mg_bprm_check
         .attach_lsm()
         .map_err(|e| refused("bprm_check_security", e))?;
-    // After the name checks: a file denied by its name is not hashed.
-    let drift = if optional.drift {
-        let exec_drift = skel
-            .progs
-            .mg_bprm_drift
-            .attach_lsm()
-            .map_err(|e| refused("bprm_check_security (drift)", e))?;
-        let mmap_drift = skel
-            .progs
-            .mg_mmap_drift
-            .attach_lsm()
-            .map_err(|e| refused("mmap_file (drift)", e))?;
-        Some((exec_drift, mmap_drift))
-    } else {
-        None
-    };
-    let hash = if optional.hashes {
-        let exec_hash = skel
-            .progs
-            .mg_bprm_hash
-            .attach_lsm()
-            .map_err(|e| refused("bprm_check_security (hashes)", e))?;
-        let mmap_hash = skel
-            .progs
-            .mg_mmap_hash
-            .attach_lsm()
-            .map_err(|e| refused("mmap_file (hashes)", e))?;
-        Some((exec_hash, mmap_hash))
-    } else {
-        None
-    };
+    // The optional layers after the name checks: a file denied by its name is not hashed.
+    // Each has a program on both hooks, attached together.
+    let pair =
+        |layer: &str, exec: &ProgramMut<'_>, mmap: &ProgramMut<'_>| -> Result<(Link, Link)> {
+            let exec = exec
+                .attach_lsm()
+                .map_err(|e| refused(&format!("bprm_check_security ({layer})"), e))?;
+            let mmap = mmap
+                .attach_lsm()
+                .map_err(|e| refused(&format!("mmap_file ({layer})"), e))?;
+            Ok((exec, mmap))
+        };
+    let progs = &skel.progs;
+    let drift = optional
+        .drift
+        .then(|| pair("drift", &progs.mg_bprm_drift, &progs.mg_mmap_drift))
+        .transpose()?;
+    let hash = optional
+        .hashes
+        .then(|| pair("hashes", &progs.mg_bprm_hash, &progs.mg_mmap_hash))
+        .transpose()?;
     Ok(Links {
         exec,
         mmap,
@@ -289,7 +279,7 @@ pub fn attach(skel: &MinerguardSkel<'_>, optional: Optional) -> Result<Links> {
 /// live both are denied with EPERM, whatever the mode; without them, the `#!` line names a
 /// missing interpreter and the exec fails with ENOENT, so nothing ever runs, and the mapping
 /// succeeds (and is unmapped at once). The mmap hook only looks when the policy turns it on
-/// (`mmap_enabled`).
+/// (`config.mmap`). Then the hash and argument checks, when on.
 pub fn probe(maps: &MinerguardMaps<'_>, config: Config) -> Result<()> {
     // The exec probe first: when BPF LSM is not active, its error says what to change.
     let names = &maps.mg_names;

@@ -239,11 +239,10 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Path prefixes, stored as name patterns are.
 const DRIFT_ALLOW: Table = Table {
     what: "drift allow",
-    key: |p| bytes(&mg_prefix::new(p)).to_vec(),
-    value: |p| (p.len() as u32).to_ne_bytes().to_vec(),
-    decode: |key, _| Ok(from_bytes::<mg_prefix>(key)?.text()),
+    ..PREFIXES
 };
 
 const DOMAINS: Table = Table {
@@ -511,31 +510,11 @@ pub struct Config {
 
 impl Config {
     fn to_raw(self) -> mg_config {
-        let mut flags = 0;
-        if self.memfd_block {
-            flags |= mg_config_flag::MG_CONFIG_MEMFD_BLOCK.0;
-        }
-        if self.has_prefixes {
-            flags |= mg_config_flag::MG_CONFIG_PREFIXES.0;
-        }
-        if self.identity {
-            flags |= mg_config_flag::MG_CONFIG_IDENTITY.0;
-        }
-        if self.mmap {
-            flags |= mg_config_flag::MG_CONFIG_MMAP.0;
-        }
-        if self.argv {
-            flags |= mg_config_flag::MG_CONFIG_ARGV.0;
-        }
-        if self.hash {
-            flags |= mg_config_flag::MG_CONFIG_HASH.0;
-        }
-        if self.drift {
-            flags |= mg_config_flag::MG_CONFIG_DRIFT.0;
-        }
-        if self.drift_audit {
-            flags |= mg_config_flag::MG_CONFIG_DRIFT_AUDIT.0;
-        }
+        let flags = self
+            .flags()
+            .iter()
+            .filter(|(on, _)| *on)
+            .fold(0, |flags, (_, flag)| flags | flag.0);
         mg_config {
             agent_pid: self.agent_pid.unwrap_or(0),
             scope: self.scope.into(),
@@ -544,18 +523,34 @@ impl Config {
         }
     }
 
+    /// Each switch beside its bit of `mg_config.flags`.
+    fn flags(&self) -> [(bool, mg_config_flag); 8] {
+        use mg_config_flag as F;
+        [
+            (self.memfd_block, F::MG_CONFIG_MEMFD_BLOCK),
+            (self.has_prefixes, F::MG_CONFIG_PREFIXES),
+            (self.identity, F::MG_CONFIG_IDENTITY),
+            (self.mmap, F::MG_CONFIG_MMAP),
+            (self.argv, F::MG_CONFIG_ARGV),
+            (self.hash, F::MG_CONFIG_HASH),
+            (self.drift, F::MG_CONFIG_DRIFT),
+            (self.drift_audit, F::MG_CONFIG_DRIFT_AUDIT),
+        ]
+    }
+
     fn from_raw(raw: mg_config) -> Result<Config> {
-        let flags = raw.flags.0;
+        use mg_config_flag as F;
+        let on = |flag: mg_config_flag| raw.flags.0 & flag.0 != 0;
         Ok(Config {
             scope: raw.scope.try_into()?,
-            memfd_block: flags & mg_config_flag::MG_CONFIG_MEMFD_BLOCK.0 != 0,
-            has_prefixes: flags & mg_config_flag::MG_CONFIG_PREFIXES.0 != 0,
-            identity: flags & mg_config_flag::MG_CONFIG_IDENTITY.0 != 0,
-            mmap: flags & mg_config_flag::MG_CONFIG_MMAP.0 != 0,
-            argv: flags & mg_config_flag::MG_CONFIG_ARGV.0 != 0,
-            hash: flags & mg_config_flag::MG_CONFIG_HASH.0 != 0,
-            drift: flags & mg_config_flag::MG_CONFIG_DRIFT.0 != 0,
-            drift_audit: flags & mg_config_flag::MG_CONFIG_DRIFT_AUDIT.0 != 0,
+            memfd_block: on(F::MG_CONFIG_MEMFD_BLOCK),
+            has_prefixes: on(F::MG_CONFIG_PREFIXES),
+            identity: on(F::MG_CONFIG_IDENTITY),
+            mmap: on(F::MG_CONFIG_MMAP),
+            argv: on(F::MG_CONFIG_ARGV),
+            hash: on(F::MG_CONFIG_HASH),
+            drift: on(F::MG_CONFIG_DRIFT),
+            drift_audit: on(F::MG_CONFIG_DRIFT_AUDIT),
             host_mnt_ns: raw.host_mnt_ns,
             agent_pid: (raw.agent_pid != 0).then_some(raw.agent_pid),
         })

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use libbpf_rs::{MapCore, MapHandle, OpenObject};
+use libbpf_rs::{Link, MapCore, MapHandle, OpenObject, ProgramMut};
 use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -294,6 +294,12 @@ impl Lock {
     }
 }
 
+/// Pins a program and its link under their `(link, program)` names, each over what was there.
+fn pin_program(pins: (&str, &str), prog: &mut ProgramMut<'_>, link: &mut Link) -> Result<()> {
+    pin_over(&Path::new(PIN_DIR).join(pins.1), |p| prog.pin(p))?;
+    pin_over(&Path::new(PIN_DIR).join(pins.0), |p| link.pin(p))
+}
+
 /// After attach and probe: makes this program the pinned one. The new link is attached
 /// before the old pin is replaced, so there is no moment without a program checking execs.
 /// `ensure_bpffs` must have run (the agent does it before it looks at the pins).
@@ -309,33 +315,18 @@ pub fn install(skel: &mut MinerguardSkel<'_>, links: &mut Links, adopted: bool) 
             }
         }
     }
-    let pin =
-        |(link, prog): (&str, &str)| (Path::new(PIN_DIR).join(link), Path::new(PIN_DIR).join(prog));
-    let (link, prog) = pin(MMAP_PINS);
-    pin_over(&prog, |p| skel.progs.mg_mmap_file.pin(p))?;
-    pin_over(&link, |p| links.mmap.pin(p))?;
-    let (link, prog) = pin(ARGV_PINS);
-    pin_over(&prog, |p| skel.progs.mg_exec_args.pin(p))?;
-    pin_over(&link, |p| links.argv.pin(p))?;
+    let progs = &mut skel.progs;
+    pin_program(MMAP_PINS, &mut progs.mg_mmap_file, &mut links.mmap)?;
+    pin_program(ARGV_PINS, &mut progs.mg_exec_args, &mut links.argv)?;
     if let Some((exec_hash, mmap_hash)) = links.hash.as_mut() {
-        let (link, prog) = pin(HASH_PINS);
-        pin_over(&prog, |p| skel.progs.mg_bprm_hash.pin(p))?;
-        pin_over(&link, |p| exec_hash.pin(p))?;
-        let (link, prog) = pin(MMAP_HASH_PINS);
-        pin_over(&prog, |p| skel.progs.mg_mmap_hash.pin(p))?;
-        pin_over(&link, |p| mmap_hash.pin(p))?;
+        pin_program(HASH_PINS, &mut progs.mg_bprm_hash, exec_hash)?;
+        pin_program(MMAP_HASH_PINS, &mut progs.mg_mmap_hash, mmap_hash)?;
     }
     if let Some((exec_drift, mmap_drift)) = links.drift.as_mut() {
-        let (link, prog) = pin(DRIFT_PINS);
-        pin_over(&prog, |p| skel.progs.mg_bprm_drift.pin(p))?;
-        pin_over(&link, |p| exec_drift.pin(p))?;
-        let (link, prog) = pin(MMAP_DRIFT_PINS);
-        pin_over(&prog, |p| skel.progs.mg_mmap_drift.pin(p))?;
-        pin_over(&link, |p| mmap_drift.pin(p))?;
+        pin_program(DRIFT_PINS, &mut progs.mg_bprm_drift, exec_drift)?;
+        pin_program(MMAP_DRIFT_PINS, &mut progs.mg_mmap_drift, mmap_drift)?;
     }
-    let (link, prog) = pin(EXEC_PINS);
-    pin_over(&prog, |p| skel.progs.mg_bprm_check.pin(p))?;
-    pin_over(&link, |p| links.exec.pin(p))?;
+    pin_program(EXEC_PINS, &mut progs.mg_bprm_check, &mut links.exec)?;
     // Maps of another ABI belonged to the program just replaced.
     for entry in fs::read_dir(PIN_DIR).context("listing the pins")?.flatten() {
         let name = entry.file_name();

@@ -92,15 +92,9 @@ SEC("lsm/mmap_file")
 long BPF_PROG(mg_mmap_drift, struct file *file, unsigned long reqprot, unsigned long prot,
 	      unsigned long mmap_flags, int ret)
 {
-	struct task_struct *task;
-
 	if (ret != 0)
 		return lsm_ret(ret);
-	if (!(prot & PROT_EXEC) || !file)
-		return 0;
-	/* The program's own file, mapped by exec itself, was checked as the exec. */
-	task = (struct task_struct *)bpf_get_current_task();
-	if (BPF_CORE_READ(task, mm, exe_file, f_inode) == file->f_inode)
+	if (!maps_other_file_executable(file, prot))
 		return 0;
 	return lsm_ret(drift_check(file, MG_HOOK_MMAP));
 }

@@ -577,6 +577,21 @@ long BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 }
 
 /*
+ * Whether an mmap_file call maps a file executable that is not the process's
+ * own program (exec maps that itself, and it was checked as the exec): what
+ * every mmap_file program here checks, and all it checks.
+ */
+static __always_inline bool maps_other_file_executable(struct file *file, unsigned long prot)
+{
+	struct task_struct *task;
+
+	if (!(prot & PROT_EXEC) || !file)
+		return false;
+	task = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ(task, mm, exe_file, f_inode) != file->f_inode;
+}
+
+/*
  * A file mapped executable: how the dynamic loader runs a program given to it
  * as an argument (`ld-linux-x86-64.so.2 ./xmrig` never execs ./xmrig) and how
  * LD_PRELOAD brings a library in. Checked by its name and identity like an
@@ -587,7 +602,6 @@ SEC("lsm/mmap_file")
 long BPF_PROG(mg_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
 	      unsigned long mmap_flags, int ret)
 {
-	struct task_struct *task;
 	struct mg_names_read r;
 	struct mg_found f = {};
 	struct mg_config *config;
@@ -597,15 +611,11 @@ long BPF_PROG(mg_mmap_file, struct file *file, unsigned long reqprot, unsigned l
 
 	if (ret != 0)
 		return lsm_ret(ret);
-	if (!(prot & PROT_EXEC) || !file)
+	if (!maps_other_file_executable(file, prot))
 		return 0;
 	config = bpf_map_lookup_elem(&mg_config, &zero);
 	modep = bpf_map_lookup_elem(&mg_mode, &zero);
 	if (!config || !modep || !(config->flags & MG_CONFIG_MMAP))
-		return 0;
-	/* The program's own file, mapped by exec itself, was checked as the exec. */
-	task = (struct task_struct *)bpf_get_current_task();
-	if (BPF_CORE_READ(task, mm, exe_file, f_inode) == file->f_inode)
 		return 0;
 
 	read_file_name(file, &r, 0);
