@@ -291,16 +291,10 @@ pub fn probe(maps: &MinerguardMaps<'_>, config: Config) -> Result<()> {
     maps::delete_probe(names)?;
     let (exec, mmap) = outcome.context("running the BPF LSM probe")?;
     if exec != Some(nix::errno::Errno::EPERM as i32) {
-        let seen = match exec {
-            None => "it ran".to_string(),
-            Some(errno) => format!(
-                "it failed with {} instead",
-                nix::errno::Errno::from_raw(errno)
-            ),
-        };
         bail!(
             "BPF LSM is not enforcing on this kernel: minerguard's program attached, but an \
-             exec it must deny was not denied ({seen}). {}",
+             exec it must deny was not denied (it {}). {}",
+            what_happened(exec),
             enable_hint(active_lsms().as_deref())
         );
     }
@@ -336,11 +330,16 @@ fn hash_probe(hashes: &dyn MapCore) -> Result<()> {
         other => bail!(
             "the hash check is not enforcing on this kernel: an exec of a file whose digest is \
              listed {}",
-            match other {
-                None => "ran".to_string(),
-                Some(errno) => format!("failed with {}", nix::errno::Errno::from_raw(errno)),
-            }
+            what_happened(other)
         ),
+    }
+}
+
+/// A probe exec's outcome, in words: "ran", or "failed with ENOENT".
+fn what_happened(errno: Option<i32>) -> String {
+    match errno {
+        None => "ran".to_string(),
+        Some(errno) => format!("failed with {}", nix::errno::Errno::from_raw(errno)),
     }
 }
 

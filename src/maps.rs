@@ -252,14 +252,18 @@ const DOMAINS: Table = Table {
     decode: |key, _| Ok(reversed(&from_bytes::<mg_prefix>(key)?.text())),
 };
 
-/// The text of an entry that decides its key: an argument rule's kind can change with its
-/// key staying the same (then the entry is updated, not removed).
-fn keyed_by(table: &Table, entry: &str) -> String {
-    if table.what == ARG_RULES.what {
-        arg_rule(entry).1.to_string()
-    } else {
-        entry.to_string()
-    }
+/// What a move from `old` to `new` deletes: the entries of `old` that `new` lacks, but for
+/// those whose key `new` still uses (an argument rule whose kind changed: the additions
+/// updated its value in place).
+fn removed<'a>(
+    table: &Table,
+    old: &'a BTreeSet<String>,
+    new: &BTreeSet<String>,
+) -> Vec<&'a String> {
+    let kept: BTreeSet<Vec<u8>> = new.iter().map(|e| (table.key)(e)).collect();
+    old.iter()
+        .filter(|e| !new.contains(*e) && !kept.contains(&(table.key)(e)))
+        .collect()
 }
 const MEMFD_ALLOW: Table = Table {
     what: "memfd allow",
@@ -278,13 +282,12 @@ fn change(
     old: &BTreeSet<String>,
     new: &BTreeSet<String>,
 ) -> Result<()> {
-    let (from, to) = if adding { (old, new) } else { (new, old) };
-    let kept: BTreeSet<String> = new.iter().map(|e| keyed_by(table, e)).collect();
-    for entry in to.difference(from) {
-        // An entry whose key the new policy still uses (with another value) was updated.
-        if !adding && kept.contains(&keyed_by(table, entry)) {
-            continue;
-        }
+    let entries: Vec<&String> = if adding {
+        new.difference(old).collect()
+    } else {
+        removed(table, old, new)
+    };
+    for entry in entries {
         let key = (table.key)(entry);
         let done = if adding {
             map.update(&key, &(table.value)(entry), MapFlags::ANY)
@@ -351,57 +354,42 @@ impl ListMaps<'_> {
     }
 
     fn change(&self, adding: bool, old: &Lists, new: &Lists) -> Result<()> {
-        change(self.names, &NAMES, adding, &old.names, &new.names)?;
-        change(
-            self.prefixes,
-            &PREFIXES,
-            adding,
-            &old.prefixes,
-            &new.prefixes,
-        )?;
-        change(
-            self.memfd_allow,
-            &MEMFD_ALLOW,
-            adding,
-            &old.memfd_allow,
-            &new.memfd_allow,
-        )?;
+        let values = (
+            self.arg_values,
+            &ARG_VALUES,
+            &old.arg_values,
+            &new.arg_values,
+        );
+        let rules = (self.arg_rules, &ARG_RULES, &old.arg_rules, &new.arg_rules);
         // Values before the rules that lead to them when adding; after them when removing.
-        let values = |lists: &Lists| lists.arg_values.clone();
-        if adding {
-            change(
-                self.arg_values,
-                &ARG_VALUES,
-                adding,
-                &values(old),
-                &values(new),
-            )?;
+        let (first, then) = if adding {
+            (values, rules)
+        } else {
+            (rules, values)
+        };
+        for (map, table, old, new) in [
+            (self.names, &NAMES, &old.names, &new.names),
+            (self.prefixes, &PREFIXES, &old.prefixes, &new.prefixes),
+            (
+                self.memfd_allow,
+                &MEMFD_ALLOW,
+                &old.memfd_allow,
+                &new.memfd_allow,
+            ),
+            first,
+            then,
+            (self.domains, &DOMAINS, &old.domains, &new.domains),
+            (self.hashes, &HASHES, &old.hashes, &new.hashes),
+            (
+                self.drift_allow,
+                &DRIFT_ALLOW,
+                &old.drift_allow,
+                &new.drift_allow,
+            ),
+        ] {
+            change(map, table, adding, old, new)?;
         }
-        change(
-            self.arg_rules,
-            &ARG_RULES,
-            adding,
-            &old.arg_rules,
-            &new.arg_rules,
-        )?;
-        if !adding {
-            change(
-                self.arg_values,
-                &ARG_VALUES,
-                adding,
-                &values(old),
-                &values(new),
-            )?;
-        }
-        change(self.domains, &DOMAINS, adding, &old.domains, &new.domains)?;
-        change(self.hashes, &HASHES, adding, &old.hashes, &new.hashes)?;
-        change(
-            self.drift_allow,
-            &DRIFT_ALLOW,
-            adding,
-            &old.drift_allow,
-            &new.drift_allow,
-        )
+        Ok(())
     }
 }
 
@@ -719,12 +707,13 @@ mod tests {
     fn a_rule_whose_kind_changes_is_updated_not_removed() {
         let old: BTreeSet<String> = ["flag:--x".to_string()].into();
         let new: BTreeSet<String> = ["pool:--x".to_string()].into();
-        let kept: BTreeSet<String> = new.iter().map(|e| keyed_by(&ARG_RULES, e)).collect();
-        let removed: Vec<_> = old
-            .difference(&new)
-            .filter(|e| !kept.contains(&keyed_by(&ARG_RULES, e)))
-            .collect();
-        assert!(removed.is_empty());
+        assert!(removed(&ARG_RULES, &old, &new).is_empty());
+        // Elsewhere an entry the new policy lacks is removed.
+        let new: BTreeSet<String> = ["flag:--y".to_string()].into();
+        assert_eq!(removed(&ARG_RULES, &old, &new), ["flag:--x"]);
+        let names: BTreeSet<String> = ["a".to_string(), "b".to_string()].into();
+        let kept: BTreeSet<String> = ["b".to_string()].into();
+        assert_eq!(removed(&NAMES, &names, &kept), ["a"]);
     }
 
     #[test]

@@ -147,22 +147,34 @@ static __always_inline bool is_pool(struct mg_prefix *v, struct mg_prefix *out)
 	return true;
 }
 
-/*
- * A pool option's value is matched by a global function: the verifier checks
- * a global function once, on its own, where an inlined byte-by-byte scan in
- * the loop over the arguments would be checked again for every way the loop
- * can go (past its million-instruction limit).
- */
+/* An argument matched: reported, and in enforce mode the process killed before it runs. */
+static __always_inline void kill_for_argument(struct file *file, const char *path,
+					      const struct mg_name *matched,
+					      const struct mg_config *config, enum mg_mode mode)
+{
+	struct mg_found f = {};
+
+	f.file = file;
+	f.path = path;
+	f.hook = MG_HOOK_EXEC;
+	f.matched = matched;
+	f.matched_on = MG_MATCH_ARGV;
+	if (enforced(&f, config, mode, MG_ACTION_KILLED))
+		bpf_send_signal(SIGKILL);
+}
+
 /*
  * The pool option value at user address `value`: when it names a pool, the
  * match is reported and (enforce mode) the process killed; returns whether it
- * matched. On 5.10 a global function takes only numbers, so the exec's file
- * and path come as their addresses.
+ * matched. A global function: the verifier checks it once, on its own, where
+ * this byte-by-byte scan inlined in the loop over the arguments would be
+ * checked again for every way the loop can go (past its million-instruction
+ * limit). On 5.10 a global function takes only numbers, so the exec's file and
+ * path come as their addresses.
  */
 __noinline int mg_pool_verdict(unsigned long value, unsigned long file, unsigned long path)
 {
 	struct mg_prefix v, out;
-	struct mg_found f = {};
 	struct mg_config *config;
 	enum mg_mode *modep;
 	__u32 zero = 0;
@@ -176,13 +188,7 @@ __noinline int mg_pool_verdict(unsigned long value, unsigned long file, unsigned
 		return 0;
 	if (!is_pool(&v, &out))
 		return 0;
-	f.file = (struct file *)file;
-	f.path = (const char *)path;
-	f.hook = MG_HOOK_EXEC;
-	f.matched = &out.name;
-	f.matched_on = MG_MATCH_ARGV;
-	if (enforced(&f, config, *modep, MG_ACTION_KILLED))
-		bpf_send_signal(SIGKILL);
+	kill_for_argument((struct file *)file, (const char *)path, &out.name, config, *modep);
 	return 1;
 }
 
@@ -191,7 +197,6 @@ int BPF_PROG(mg_exec_args, struct task_struct *p, pid_t old_pid, struct linux_bi
 {
 	unsigned long args, args_end, arg, file, path;
 	struct mg_args_read a;
-	struct mg_found f = {};
 	struct mg_arg_rule *rule;
 	const struct mg_name *matched = NULL;
 	struct mg_config *config;
@@ -287,15 +292,8 @@ int BPF_PROG(mg_exec_args, struct task_struct *p, pid_t old_pid, struct linux_bi
 		if (matched)
 			break;
 	}
-	if (!matched)
-		return 0;
-	f.file = bprm->file;
-	f.path = bprm->filename;
-	f.hook = MG_HOOK_EXEC;
-	f.matched = matched;
-	f.matched_on = MG_MATCH_ARGV;
-	if (enforced(&f, config, *modep, MG_ACTION_KILLED))
-		bpf_send_signal(SIGKILL);
+	if (matched)
+		kill_for_argument(bprm->file, bprm->filename, matched, config, *modep);
 	return 0;
 }
 
