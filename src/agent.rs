@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::attach::{self, Links, Optional};
 use crate::bpf::{MinerguardMaps, MinerguardSkel, MinerguardSkelBuilder};
+use crate::contract::Tier;
 use crate::delivery;
 use crate::enrich;
 use crate::maps::{self, Config, ListMaps, Lists};
@@ -29,7 +30,8 @@ pub struct Options {
     pub policy: PathBuf,
     /// Wins over the policy's mode, at start and on every reload.
     pub mode: Option<Mode>,
-    pub skip_lsm_list_check: bool,
+    /// The tier to enforce with; `None`: the strongest that works here.
+    pub tier: Option<Tier>,
     /// Where to serve Prometheus metrics (loopback only), if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// For tests: fail the start once the policy is in the maps, before attaching, to
@@ -125,19 +127,27 @@ pub struct Agent<'obj> {
 
 /// The config entry a policy asks for.
 /// `optional`: which optional programs this kernel has loaded.
-fn config_for(policy: &Policy, lists: &Lists, host_mnt_ns: u32, optional: Optional) -> Config {
+fn config_for(
+    policy: &Policy,
+    lists: &Lists,
+    host_mnt_ns: u32,
+    tier: Tier,
+    optional: Optional,
+) -> Config {
     Config {
         scope: policy.scope,
         memfd_block: policy.memfd_block,
         has_prefixes: !lists.prefixes.is_empty(),
         identity: policy.identity,
-        mmap: policy.mmap,
+        // The kill tier has no mmap check: a mapping cannot be killed before it is used.
+        mmap: policy.mmap && tier != Tier::Kill,
         argv: policy.argv.enabled,
         hash: optional.hashes && !policy.sha256.is_empty(),
         drift: optional.drift && policy.drift.mode != DriftMode::Off,
         drift_audit: policy.drift.mode == DriftMode::Audit,
         host_mnt_ns,
         agent_pid: Some(std::process::id()),
+        tier: Some(tier),
     }
 }
 
@@ -230,11 +240,9 @@ impl<'obj> Agent<'obj> {
             warn!(policy = %opts.policy.display(), "the policy lists no names: nothing will be blocked");
         }
         let signals = Signals::register()?;
-        if !opts.skip_lsm_list_check {
-            attach::check_active_list()?;
-        }
         pins::ensure_bpffs()?;
         let lock = pins::Lock::take()?;
+        let tier = attach::choose(opts.tier)?;
 
         let mut open = MinerguardSkelBuilder::default()
             .open(storage)
@@ -246,35 +254,36 @@ impl<'obj> Agent<'obj> {
                 prog.set_log_level(level.parse().unwrap_or(4));
             }
         }
-        let optional = Optional::detect();
-        let hashes = optional.hashes;
-        if !optional.drift {
-            open.progs.mg_bprm_drift.set_autoload(false);
-            open.progs.mg_mmap_drift.set_autoload(false);
-            if policy.drift.mode != DriftMode::Off {
-                warn!(
-                    drift = policy.drift.mode.as_str(),
-                    "drift cannot be checked here: it needs overlayfs's types, from the overlay \
-                     module's BTF (/sys/kernel/btf/overlay: Linux 5.11 or newer, overlay loaded \
-                     before the agent starts); every other layer is enforced"
-                );
-            }
+        let optional = Optional::detect(tier);
+        attach::select(&mut open, tier, optional);
+        if !optional.drift && policy.drift.mode != DriftMode::Off {
+            warn!(
+                drift = policy.drift.mode.as_str(),
+                tier = %tier,
+                "drift cannot be checked here: it needs the lsm tier and overlayfs's types, \
+                 from the overlay module's BTF (/sys/kernel/btf/overlay: Linux 5.11 or newer, \
+                 overlay loaded before the agent starts); every other layer is enforced"
+            );
         }
-        if !hashes {
-            open.progs.mg_bprm_hash.set_autoload(false);
-            open.progs.mg_mmap_hash.set_autoload(false);
-            if !policy.sha256.is_empty() {
-                warn!(
-                    sha256 = policy.sha256.len(),
-                    "this kernel cannot hash files in the hook (it needs Linux 5.18 or newer \
-                     with IMA built in): the policy's sha256 list is not enforced; every \
-                     other layer is"
-                );
-            }
+        if tier == Tier::Kill && policy.mmap {
+            warn!(
+                tier = %tier,
+                "files mapped executable (the dynamic loader's launches, preloaded libraries) \
+                 are not checked on the kill tier: that needs the lsm or fmod_ret tier"
+            );
+        }
+        if !optional.hashes && !policy.sha256.is_empty() {
+            warn!(
+                sha256 = policy.sha256.len(),
+                tier = %tier,
+                "files cannot be hashed here (it needs the lsm tier on Linux 5.18 or newer \
+                 with IMA built in): the policy's sha256 list is not enforced; every other \
+                 layer is"
+            );
         }
         let adopted = pins::adopt(open.open_object_mut())?;
-        let mut skel = attach::load(open)?;
-        let config = config_for(&policy, &lists, attach::host_mnt_ns(&skel)?, optional);
+        let mut skel = attach::load(open, tier)?;
+        let config = config_for(&policy, &lists, attach::host_mnt_ns(&skel)?, tier, optional);
         let mode = opts.mode.unwrap_or(policy.mode);
         // What a previous agent left in the adopted maps (events it could not read queue too).
         let previous = if adopted {
@@ -315,6 +324,7 @@ impl<'obj> Agent<'obj> {
             );
         }
         info!(
+            tier = %tier,
             mode = %mode,
             scope = config.scope.as_str(),
             names = lists.patterns(),
@@ -322,7 +332,7 @@ impl<'obj> Agent<'obj> {
             identity = config.identity,
             mmap = config.mmap,
             argv = config.argv,
-            sha256 = if hashes { lists.hashes.len().to_string() } else { "unavailable".to_string() },
+            sha256 = if optional.hashes { lists.hashes.len().to_string() } else { "unavailable".to_string() },
             drift = if optional.drift { policy.drift.mode.as_str() } else { "unavailable" },
             policy = %opts.policy.display(),
             "minerguard ready"
@@ -360,8 +370,9 @@ impl<'obj> Agent<'obj> {
         if opts.fail_after_policy {
             bail!("failing the start after applying the policy, as --fail-after-policy asks");
         }
-        let mut links = attach::attach(skel, optional)?;
-        attach::probe(&skel.maps, config)?;
+        let tier = config.tier.context("the config names no tier")?;
+        let mut links = attach::attach(skel, tier, optional)?;
+        attach::probe(&skel.maps, config, tier)?;
         pins::install(skel, &mut links, previous.is_some())?;
         Ok(links)
     }
@@ -493,7 +504,13 @@ impl Agent<'_> {
             hashes: self._links.hash.is_some(),
             drift: self._links.drift.is_some(),
         };
-        let config = config_for(&policy, &new, applied.config.host_mnt_ns, optional);
+        let config = config_for(
+            &policy,
+            &new,
+            applied.config.host_mnt_ns,
+            self._links.tier,
+            optional,
+        );
         let mode = opts.mode.unwrap_or(policy.mode);
         if let Err(e) = move_policy(maps, (&applied.lists, applied.config), (&new, config, mode)) {
             // A failure before the removals leaves every old entry in the maps (some new

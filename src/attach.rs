@@ -1,7 +1,8 @@
-//! Putting the program in force: loading it, attaching it to the LSM hook, and proving that
-//! it really enforces here: the active LSM list first, then a functional probe, since the
-//! list alone is not proof either way (a kernel can list `bpf` and refuse LSM programs, or
-//! attach one that never runs). Another way of enforcing (another hook) belongs here too.
+//! Putting the program in force: choosing the tier (the strongest way of enforcing this
+//! kernel proves it can run), loading the programs of that tier, attaching them, and proving
+//! that they really enforce: a functional probe, since no list is proof either way (a kernel
+//! can list `bpf` and refuse LSM programs, or attach one that never runs). Another way of
+//! enforcing (another hook) belongs here too.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -11,12 +12,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
-use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, ProgramMut};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 
-use crate::bpf::{MinerguardMaps, MinerguardSkel, OpenMinerguardSkel};
-use crate::contract::{ARGV_PROBE, PROBE_NAME};
+use crate::bpf::{MinerguardMaps, MinerguardSkel, MinerguardSkelBuilder, OpenMinerguardSkel};
+use crate::contract::{Tier, ARGV_PROBE, PROBE_NAME};
 use crate::maps::{self, Config};
 
 const LSM_LIST: &str = "/sys/kernel/security/lsm";
@@ -63,28 +64,8 @@ pub fn active_lsms() -> Option<Vec<String>> {
     )
 }
 
-/// Fails, with what to do, when the kernel's active LSM list lacks `bpf`.
-pub fn check_active_list() -> Result<()> {
-    match active_lsms() {
-        Some(list) if list.iter().any(|l| l == "bpf") => Ok(()),
-        Some(list) => bail!(
-            "BPF LSM is not active on this kernel: the active LSMs are \"{}\", without \"bpf\", \
-             so minerguard cannot block anything. {}",
-            list.join(","),
-            enable_hint(Some(&list))
-        ),
-        None => {
-            tracing::warn!(
-                path = LSM_LIST,
-                "cannot read the active LSM list; relying on the functional probe"
-            );
-            Ok(())
-        }
-    }
-}
-
-/// Why the kernel refused the program, in terms of what the node is missing.
-fn load_refused(err: libbpf_rs::Error) -> anyhow::Error {
+/// Why the kernel refused the programs of `tier`, in terms of what the node is missing.
+fn load_refused(tier: Tier, err: libbpf_rs::Error) -> anyhow::Error {
     let active = active_lsms();
     let mut missing = Vec::new();
     if !nix::unistd::geteuid().is_root() {
@@ -100,7 +81,7 @@ fn load_refused(err: libbpf_rs::Error) -> anyhow::Error {
         );
     }
     if let Ok(syms) = fs::read_to_string("/proc/kallsyms") {
-        if !syms.contains(" bpf_lsm_bprm_check_security") {
+        if tier == Tier::Lsm && !syms.contains(" bpf_lsm_bprm_check_security") {
             missing.push("this kernel was built without CONFIG_BPF_LSM=y".to_string());
         }
     }
@@ -111,7 +92,7 @@ fn load_refused(err: libbpf_rs::Error) -> anyhow::Error {
     let bpf_listed = active
         .as_ref()
         .is_some_and(|l| l.iter().any(|s| s == "bpf"));
-    if !bpf_listed {
+    if tier == Tier::Lsm && !bpf_listed {
         missing.push(enable_hint(active.as_deref()));
     }
     // The verifier's refusals come back as EACCES, EINVAL or E2BIG (too complex), a sandbox's
@@ -123,27 +104,134 @@ fn load_refused(err: libbpf_rs::Error) -> anyhow::Error {
         .any(|errno| text.contains(errno));
     if missing.is_empty() && verifier && nix::unistd::geteuid().is_root() {
         return anyhow!(
-            "the kernel's verifier rejected minerguard's BPF program ({err}): this build does \
-             not support this kernel; RUST_LOG=libbpf=debug shows the verifier's log (please \
-             report it with `uname -r`)"
+            "the kernel's verifier rejected minerguard's {tier} programs ({err}): this build \
+             does not support this kernel; RUST_LOG=libbpf=debug shows the verifier's log \
+             (please report it with `uname -r`)"
         );
     }
     let why = if missing.is_empty() {
-        format!(
-            "the kernel lists bpf among its active LSMs ({}) and has BTF, yet refuses LSM \
-             programs: a seccomp or container sandbox that filters bpf(2) does this, and \
-             minerguard cannot enforce under it (RUST_LOG=libbpf=debug shows libbpf's log)",
-            active.as_deref().map_or("unknown".into(), |l| l.join(","))
-        )
+        match tier {
+            Tier::Lsm => format!(
+                "the kernel lists bpf among its active LSMs ({}) and has BTF, yet refuses LSM \
+                 programs: a seccomp or container sandbox that filters bpf(2) does this \
+                 (RUST_LOG=libbpf=debug shows libbpf's log)",
+                active.as_deref().map_or("unknown".into(), |l| l.join(","))
+            ),
+            Tier::FmodRet => "the kernel refuses fmod_ret programs: they need BPF trampolines \
+                 (CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, x86-64 or arm64), and a sandbox that \
+                 filters bpf(2) refuses them too"
+                .to_string(),
+            Tier::Kill => "the kernel refuses BTF tracepoint programs (Linux 5.5 or newer with \
+                 BTF is needed)"
+                .to_string(),
+        }
     } else {
         missing.join("; ")
     };
-    anyhow!("the kernel refused minerguard's BPF LSM program ({err}): {why}")
+    anyhow!("the kernel refused minerguard's {tier} programs ({err}): {why}")
+}
+
+/// Which programs load with `tier` (a kernel refuses the whole object if one of its programs
+/// cannot load): the tier's exec check (and mmap check, where the tier has one), the
+/// argument check, and the optional layers where the kernel has them.
+pub fn select(open: &mut OpenMinerguardSkel<'_>, tier: Tier, optional: Optional) {
+    let progs = &mut open.progs;
+    progs.mg_bprm_check.set_autoload(tier == Tier::Lsm);
+    progs.mg_mmap_file.set_autoload(tier == Tier::Lsm);
+    progs.mg_bprm_fmod.set_autoload(tier == Tier::FmodRet);
+    progs.mg_mmap_fmod.set_autoload(tier == Tier::FmodRet);
+    progs.mg_exec_kill.set_autoload(tier == Tier::Kill);
+    progs.mg_bprm_hash.set_autoload(optional.hashes);
+    progs.mg_mmap_hash.set_autoload(optional.hashes);
+    progs.mg_bprm_drift.set_autoload(optional.drift);
+    progs.mg_mmap_drift.set_autoload(optional.drift);
 }
 
 /// Loads the opened object into the kernel; a refusal says what the node is missing.
-pub fn load<'obj>(open: OpenMinerguardSkel<'obj>) -> Result<MinerguardSkel<'obj>> {
-    open.load().map_err(load_refused)
+pub fn load<'obj>(open: OpenMinerguardSkel<'obj>, tier: Tier) -> Result<MinerguardSkel<'obj>> {
+    open.load().map_err(|e| load_refused(tier, e))
+}
+
+/// Tries `tier` on its own: loads only its exec check (on fresh maps, never pinned),
+/// attaches it and runs the exec probe; everything is gone when this returns.
+pub fn trial(tier: Tier) -> Result<()> {
+    let mut storage = std::mem::MaybeUninit::uninit();
+    let mut open = MinerguardSkelBuilder::default()
+        .open(&mut storage)
+        .context("opening minerguard's BPF object")?;
+    select(&mut open, tier, Optional::NONE);
+    for mut prog in open.open_object_mut().progs_mut() {
+        if prog.name() != exec_program(tier) {
+            prog.set_autoload(false);
+        }
+    }
+    let skel = load(open, tier)?;
+    let _link = exec_check(&skel, tier)
+        .attach()
+        .map_err(|e| attach_refused(tier, "exec check", e))?;
+    exec_probe(&skel.maps, tier)
+}
+
+/// The tier to enforce with: `requested`, or (None: auto) the strongest one whose trial
+/// works. The requested one is proven by the start's own probe.
+pub fn choose(requested: Option<Tier>) -> Result<Tier> {
+    if let Some(tier) = requested {
+        return Ok(tier);
+    }
+    let mut refusals = Vec::new();
+    for tier in Tier::ALL {
+        match trial(tier) {
+            Ok(()) => {
+                for (weaker_than, why) in &refusals {
+                    tracing::warn!(tier = %weaker_than, reason = %why, "tier unavailable");
+                }
+                return Ok(tier);
+            }
+            Err(e) => refusals.push((tier, format!("{e:#}"))),
+        }
+    }
+    let why: Vec<String> = refusals
+        .iter()
+        .map(|(tier, why)| format!("{tier}: {why}"))
+        .collect();
+    bail!(
+        "no enforcement tier works on this kernel, so minerguard cannot stop anything here. {}. \
+         `minerguard doctor` shows what the node has.",
+        why.join("; ")
+    )
+}
+
+/// The exec check's program of `tier`, as the object names it.
+pub fn exec_program(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Lsm => "mg_bprm_check",
+        Tier::FmodRet => "mg_bprm_fmod",
+        Tier::Kill => "mg_exec_kill",
+    }
+}
+
+fn exec_check<'a, 'obj>(skel: &'a MinerguardSkel<'obj>, tier: Tier) -> &'a ProgramMut<'obj> {
+    match tier {
+        Tier::Lsm => &skel.progs.mg_bprm_check,
+        Tier::FmodRet => &skel.progs.mg_bprm_fmod,
+        Tier::Kill => &skel.progs.mg_exec_kill,
+    }
+}
+
+/// Why attaching `what` on `tier` failed, and what to change.
+fn attach_refused(tier: Tier, what: &str, e: libbpf_rs::Error) -> anyhow::Error {
+    match tier {
+        Tier::Lsm => anyhow!(
+            "attaching the {what} to its BPF LSM hook failed ({e}). {}",
+            enable_hint(active_lsms().as_deref())
+        ),
+        Tier::FmodRet => anyhow!(
+            "attaching the {what} with fmod_ret failed ({e}): the kernel needs BPF trampolines"
+        ),
+        Tier::Kill => {
+            anyhow!("attaching the {what} to the sched_process_exec tracepoint failed ({e})")
+        }
+    }
 }
 
 /// The host's mount namespace: PID 1's, read in the kernel by the task iterator
@@ -159,20 +247,36 @@ pub fn host_mnt_ns(skel: &MinerguardSkel<'_>) -> Result<u32> {
         .context("creating the task iterator")?
         .read_to_end(&mut out)
         .context("running the task iterator")?;
-    let raw: [u8; 4] = out
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .context("the task iterator did not find PID 1")?;
-    Ok(u32::from_ne_bytes(raw))
+    if let Some(raw) = out.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+        return Ok(u32::from_ne_bytes(raw));
+    }
+    // The iterator walks the agent's PID namespace only: an agent started inside one (a
+    // sandbox, a container with its own PID namespace) does not see the host's PID 1. Its
+    // own PID 1 is then the nearest thing to the host.
+    // If even that is hidden (a sandbox's PID 1 may be another user's), the agent's own.
+    use std::os::unix::fs::MetadataExt;
+    let ns = fs::metadata("/proc/1/ns/mnt").or_else(|e| {
+        tracing::warn!(
+            error = %e,
+            "PID 1's mount namespace is hidden from the agent: processes in the agent's own \
+             mount namespace count as the host's (scope = \"containers\")"
+        );
+        fs::metadata("/proc/self/ns/mnt")
+    });
+    let ns = ns.context("reading the agent's mount namespace (/proc/self/ns/mnt)")?;
+    u32::try_from(ns.ino()).context("the mount namespace's inode number exceeds 32 bits")
 }
 
 /// The links that keep the programs attached: dropping one detaches its program (unless
 /// pinned).
 pub struct Links {
-    /// bprm_check_security: execs.
+    /// The tier of `exec` and `mmap`.
+    pub tier: Tier,
+    /// The exec check: bprm_check_security (lsm), security_bprm_check (fmod_ret) or
+    /// sched_process_exec (kill).
     pub exec: Link,
-    /// mmap_file: files mapped executable.
-    pub mmap: Link,
+    /// mmap_file: files mapped executable (none on the kill tier).
+    pub mmap: Option<Link>,
     /// sched_process_exec: the arguments an exec passed.
     pub argv: Link,
     /// The content-hash checks (bprm_check_security, mmap_file), where the kernel has them.
@@ -192,10 +296,16 @@ pub struct Optional {
 }
 
 impl Optional {
-    pub fn detect() -> Optional {
+    pub const NONE: Optional = Optional {
+        hashes: false,
+        drift: false,
+    };
+
+    /// Both are LSM programs: other tiers cannot run them.
+    pub fn detect(tier: Tier) -> Optional {
         Optional {
-            hashes: hashes_supported(),
-            drift: drift_supported(),
+            hashes: tier == Tier::Lsm && hashes_supported(),
+            drift: tier == Tier::Lsm && drift_supported(),
         }
     }
 }
@@ -223,40 +333,37 @@ pub fn hashes_supported() -> bool {
     kernel_version() >= (5, 18) && Path::new(SECURITYFS).join("ima").exists()
 }
 
-/// `optional`: which optional programs were loaded.
-pub fn attach(skel: &MinerguardSkel<'_>, optional: Optional) -> Result<Links> {
-    let refused = |hook: &str, e: libbpf_rs::Error| {
-        anyhow!(
-            "attaching to the {hook} LSM hook failed ({e}). {}",
-            enable_hint(active_lsms().as_deref())
-        )
-    };
-    // The exec hook last: once it is attached, all are.
+/// Attaches what `select` loaded for `tier`; `optional`: which optional programs were loaded.
+pub fn attach(skel: &MinerguardSkel<'_>, tier: Tier, optional: Optional) -> Result<Links> {
+    // The exec check last: once it is attached, all are.
     let argv = skel.progs.mg_exec_args.attach().map_err(|e| {
         anyhow!("attaching the argument check to the sched_process_exec tracepoint failed ({e})")
     })?;
-    let mmap = skel
-        .progs
-        .mg_mmap_file
-        .attach_lsm()
-        .map_err(|e| refused("mmap_file", e))?;
-    let exec = skel
-        .progs
-        .mg_bprm_check
-        .attach_lsm()
-        .map_err(|e| refused("bprm_check_security", e))?;
+    let mmap_check = match tier {
+        Tier::Lsm => Some(&skel.progs.mg_mmap_file),
+        Tier::FmodRet => Some(&skel.progs.mg_mmap_fmod),
+        Tier::Kill => None,
+    };
+    let mmap = mmap_check
+        .map(|prog| {
+            prog.attach()
+                .map_err(|e| attach_refused(tier, "mmap check", e))
+        })
+        .transpose()?;
+    let exec = exec_check(skel, tier)
+        .attach()
+        .map_err(|e| attach_refused(tier, "exec check", e))?;
     // The optional layers after the name checks: a file denied by its name is not hashed.
     // Each has a program on both hooks, attached together.
-    let pair =
-        |layer: &str, exec: &ProgramMut<'_>, mmap: &ProgramMut<'_>| -> Result<(Link, Link)> {
-            let exec = exec
-                .attach_lsm()
-                .map_err(|e| refused(&format!("bprm_check_security ({layer})"), e))?;
-            let mmap = mmap
-                .attach_lsm()
-                .map_err(|e| refused(&format!("mmap_file ({layer})"), e))?;
-            Ok((exec, mmap))
-        };
+    let pair = |layer: &str, exec: &ProgramMut<'_>, mmap: &ProgramMut<'_>| {
+        let exec = exec
+            .attach()
+            .map_err(|e| attach_refused(tier, &format!("{layer} exec check"), e))?;
+        let mmap = mmap
+            .attach()
+            .map_err(|e| attach_refused(tier, &format!("{layer} mmap check"), e))?;
+        Ok::<_, anyhow::Error>((exec, mmap))
+    };
     let progs = &skel.progs;
     let drift = optional
         .drift
@@ -264,9 +371,10 @@ pub fn attach(skel: &MinerguardSkel<'_>, optional: Optional) -> Result<Links> {
         .transpose()?;
     let hash = optional
         .hashes
-        .then(|| pair("hashes", &progs.mg_bprm_hash, &progs.mg_mmap_hash))
+        .then(|| pair("hash", &progs.mg_bprm_hash, &progs.mg_mmap_hash))
         .transpose()?;
     Ok(Links {
+        tier,
         exec,
         mmap,
         argv,
@@ -275,34 +383,23 @@ pub fn attach(skel: &MinerguardSkel<'_>, optional: Optional) -> Result<Links> {
     })
 }
 
-/// Execs, then maps executable, a memfd whose name is listed as the probe: with the hooks
-/// live both are denied with EPERM, whatever the mode; without them, the `#!` line names a
-/// missing interpreter and the exec fails with ENOENT, so nothing ever runs, and the mapping
-/// succeeds (and is unmapped at once). The mmap hook only looks when the policy turns it on
-/// (`config.mmap`). Then the hash and argument checks, when on.
-pub fn probe(maps: &MinerguardMaps<'_>, config: Config) -> Result<()> {
-    // The exec probe first: when BPF LSM is not active, its error says what to change.
-    let names = &maps.mg_names;
-    maps::insert_probe(names)?;
-    let outcome = exec_probe().and_then(|exec| {
-        let mmap = if config.mmap { mmap_probe()? } else { None };
-        Ok((exec, mmap))
-    });
-    maps::delete_probe(names)?;
-    let (exec, mmap) = outcome.context("running the BPF LSM probe")?;
-    if exec != Some(nix::errno::Errno::EPERM as i32) {
-        bail!(
-            "BPF LSM is not enforcing on this kernel: minerguard's program attached, but an \
-             exec it must deny was not denied (it {}). {}",
-            what_happened(exec),
-            enable_hint(active_lsms().as_deref())
-        );
-    }
-    if let Some(seen) = mmap {
-        bail!(
-            "the mmap_file hook is not enforcing on this kernel: mapping a file with a listed \
-             name executable {seen}, where it must fail with EPERM"
-        );
+/// Proves that what `attach` attached enforces: an exec the check must stop (EPERM, or
+/// SIGKILL on the kill tier), then a file mapped executable it must deny (when the policy
+/// turns the mmap check on and the tier has one), then the hash and argument checks, when on.
+pub fn probe(maps: &MinerguardMaps<'_>, config: Config, tier: Tier) -> Result<()> {
+    // The exec probe first: when the tier cannot enforce here, its error says what to change.
+    exec_probe(maps, tier)?;
+    if config.mmap && tier != Tier::Kill {
+        let names = &maps.mg_names;
+        maps::insert_probe(names)?;
+        let outcome = mmap_probe();
+        maps::delete_probe(names)?;
+        if let Some(seen) = outcome.context("running the mmap probe")? {
+            bail!(
+                "the mmap check is not enforcing on this kernel: mapping a file with a listed \
+                 name executable {seen}, where it must fail with EPERM"
+            );
+        }
     }
     if config.hash {
         hash_probe(&maps.mg_hashes)?;
@@ -311,6 +408,56 @@ pub fn probe(maps: &MinerguardMaps<'_>, config: Config) -> Result<()> {
         argv_probe(&maps.mg_arg_rules)?;
     }
     Ok(())
+}
+
+/// Where the exec probe's link lives: the agent's runtime directory.
+const PROBE_DIR: &str = "/run/minerguard";
+
+/// Execs this program through a symlink named as the probe, so that the process name the
+/// check reads is listed (as MG_NAME_PROBE): the lsm and fmod_ret tiers must fail the exec
+/// with EPERM, the kill tier must kill the process before it runs. Unstopped, the program
+/// exits at once on an unknown argument.
+fn exec_probe(maps: &MinerguardMaps<'_>, tier: Tier) -> Result<()> {
+    let names = &maps.mg_names;
+    fs::create_dir_all(PROBE_DIR).with_context(|| format!("creating {PROBE_DIR}"))?;
+    let link = Path::new(PROBE_DIR).join(PROBE_NAME);
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink("/proc/self/exe", &link)
+        .with_context(|| format!("creating the probe's link {}", link.display()))?;
+    maps::insert_probe(names)?;
+    let outcome = Command::new(&link)
+        .arg("--minerguard-exec-probe")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    maps::delete_probe(names)?;
+    let _ = fs::remove_file(&link);
+    let stopped = match (&outcome, tier) {
+        (Err(e), Tier::Lsm | Tier::FmodRet) => e.raw_os_error() == Some(libc::EPERM),
+        (Ok(status), Tier::Kill) => {
+            status.signal() == Some(nix::sys::signal::Signal::SIGKILL as i32)
+        }
+        _ => false,
+    };
+    if stopped {
+        return Ok(());
+    }
+    let seen = match outcome {
+        Ok(status) => format!("ran and ended with {status}"),
+        Err(e) => format!("failed: {e}"),
+    };
+    let hint = match tier {
+        Tier::Lsm => enable_hint(active_lsms().as_deref()),
+        Tier::FmodRet => "The kernel attached the fmod_ret program but did not run it.".into(),
+        Tier::Kill => {
+            "The kernel attached the tracepoint program but its signal did not arrive.".into()
+        }
+    };
+    bail!(
+        "the {tier} tier is not enforcing on this kernel: its program attached, but an exec \
+         it must stop was not stopped (it {seen}). {hint}"
+    )
 }
 
 /// The hash probe's content: a script whose interpreter does not exist, so that it never runs.
@@ -391,11 +538,6 @@ fn mmap_probe() -> Result<Option<String>> {
             Ok(Some("succeeded".to_string()))
         }
     }
-}
-
-/// The errno of the probe exec, or `None` if it ran.
-fn exec_probe() -> Result<Option<i32>> {
-    exec_memfd(PROBE_NAME, b"#!/nonexistent/minerguard-probe-interpreter\n")
 }
 
 /// Execs a memfd named `name` holding `content`: the errno, or `None` if it ran.

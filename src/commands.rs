@@ -12,7 +12,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Serialize;
 
-use crate::contract::MAX_IDENTITIES;
+use crate::contract::{Tier, MAX_IDENTITIES};
 use crate::delivery;
 use crate::maps;
 use crate::pins::{self, Snapshot};
@@ -60,6 +60,10 @@ fn print_status(status: &Status) {
         "inactive (the program is not attached)"
     };
     println!("enforcement: {active}");
+    match s.tier {
+        Some(tier) => println!("tier:        {tier} ({})", tier_meaning(tier)),
+        None => println!("tier:        unknown"),
+    }
     println!("mode:        {mode}");
     println!("names:       {}", s.names);
     println!(
@@ -76,6 +80,15 @@ fn print_status(status: &Status) {
     );
     if let Some(undelivered) = status.events_undelivered {
         println!("undelivered: {undelivered} events read by the agent but not written to stdout");
+    }
+}
+
+/// What a tier does to a listed exec, for `status`.
+fn tier_meaning(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Lsm => "BPF LSM: the exec fails with EPERM",
+        Tier::FmodRet => "fmod_ret on security_bprm_check: the exec fails with EPERM",
+        Tier::Kill => "sched_process_exec: the process is killed before its first instruction",
     }
 }
 

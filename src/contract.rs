@@ -11,12 +11,12 @@ use anyhow::{bail, Result};
 pub use crate::bpf::types::{
     mg_action, mg_arg_kind, mg_arg_rule, mg_arg_value, mg_config, mg_config_flag, mg_event,
     mg_hook, mg_identity, mg_limit, mg_match, mg_mode, mg_name, mg_name_kind, mg_prefix, mg_scope,
-    mg_sha256, mg_stat,
+    mg_sha256, mg_stat, mg_tier,
 };
 
 /// Bump when a type of `minerguard.h` changes layout: maps pinned by an agent of another ABI
 /// are then replaced, not adopted. `tests::abi_fingerprint_is_current` guards it.
-pub const ABI: u32 = 6;
+pub const ABI: u32 = 7;
 
 /// Longest listed name in bytes (the key keeps one byte for the NUL).
 pub const NAME_MAX_BYTES: usize = mg_limit::MG_NAME_LEN.0 as usize - 1;
@@ -39,6 +39,49 @@ pub const MEMFD_PREFIX: &str = "memfd:";
 /// chose (its dentry is `memfd:minerguard-lsm-probe`), so this is the names map key, with
 /// the value `MG_NAME_PROBE`.
 pub const PROBE_NAME: &str = "minerguard-lsm-probe";
+
+/// How the exec check enforces (`enum mg_tier`), strongest first: the exec fails with EPERM
+/// from the BPF LSM hook (`lsm`) or from the function that calls every LSM (`fmod_ret`), or
+/// the new program is killed before its first instruction (`kill`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Lsm,
+    FmodRet,
+    Kill,
+}
+
+impl Tier {
+    /// Strongest first: the order `--tier auto` tries them in.
+    pub const ALL: [Tier; 3] = [Tier::Lsm, Tier::FmodRet, Tier::Kill];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Lsm => "lsm",
+            Tier::FmodRet => "fmod_ret",
+            Tier::Kill => "kill",
+        }
+    }
+
+    pub fn raw(self) -> mg_tier {
+        match self {
+            Tier::Lsm => mg_tier::MG_TIER_LSM,
+            Tier::FmodRet => mg_tier::MG_TIER_FMOD_RET,
+            Tier::Kill => mg_tier::MG_TIER_KILL,
+        }
+    }
+
+    /// `None` for 0 (never written) or a value this version does not know.
+    pub fn from_raw(raw: u32) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.raw().0 == raw)
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 // SAFETY: generated from C structs of integers and integer arrays (enums are u32 newtypes,
 // padding is explicit), so every byte pattern is a valid value and there are no pointers.
@@ -207,7 +250,8 @@ mod tests {
                 agent_pid,
                 scope,
                 flags,
-                host_mnt_ns
+                host_mnt_ns,
+                tier
             }),
             rust_layout!(mg_arg_rule { len, kind, id }),
             rust_layout!(mg_arg_value {
@@ -251,7 +295,7 @@ mod tests {
                 matched_prefix,
                 host,
                 hook,
-                reserved,
+                tier,
                 comm,
                 matched_name,
                 file_name,
@@ -347,7 +391,7 @@ mod tests {
         });
         assert_eq!(
             (ABI, fingerprint),
-            (6, 11355250863268538418),
+            (7, 4558424258857480237),
             "layout: {text}"
         );
     }
@@ -370,6 +414,18 @@ mod tests {
             .filter(|n| !private.contains(n))
             .collect();
         assert_eq!(shared, listed);
+    }
+
+    #[test]
+    fn tiers_round_trip_and_zero_is_none() {
+        for tier in Tier::ALL {
+            assert_eq!(Tier::from_raw(tier.raw().0), Some(tier));
+        }
+        assert_eq!(Tier::from_raw(0), None);
+        assert_eq!(
+            serde_json::to_value(Tier::FmodRet).unwrap(),
+            serde_json::json!("fmod_ret")
+        );
     }
 
     #[test]

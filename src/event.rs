@@ -1,8 +1,10 @@
 //! Decoding of the ring buffer records the LSM hook sends (`struct mg_event`).
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
-use crate::contract::{c_str, from_bytes, mg_action, mg_event, mg_hook, mg_match, SHA256_LEN};
+use crate::contract::{
+    c_str, from_bytes, mg_action, mg_event, mg_hook, mg_match, Tier, SHA256_LEN,
+};
 use crate::maps::hex;
 use crate::policy::Mode;
 
@@ -99,6 +101,8 @@ pub struct Event {
     pub mode: Mode,
     pub matched_on: MatchedOn,
     pub hook: Hook,
+    /// The attach point that acted.
+    pub tier: Tier,
     pub comm: String,
     /// The listed name, or the pattern (with its `*`) that matched.
     pub matched_name: String,
@@ -136,6 +140,8 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         mg_hook::MG_HOOK_MMAP => Hook::Mmap,
         other => bail!("unknown hook {} in an event", other.0),
     };
+    let tier = Tier::from_raw(u32::from(raw.tier))
+        .with_context(|| format!("unknown tier {} in an event", raw.tier))?;
     Ok(Event {
         boot_ns: raw.boot_ns,
         cgroup_id: raw.cgroup_id,
@@ -149,6 +155,7 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         mode: Mode::try_from(raw.mode)?,
         matched_on,
         hook,
+        tier,
         comm: c_str(&raw.comm),
         matched_name: if matched_on == MatchedOn::Hash {
             // The digest's bytes, not text.
@@ -192,6 +199,7 @@ pub(crate) mod tests {
             action: mg_action::MG_ACTION_BLOCKED,
             mode: mg_mode::MG_MODE_ENFORCE,
             matched_on: mg_match::MG_MATCH_BOTH,
+            tier: crate::contract::mg_tier::MG_TIER_LSM.0 as u8,
             ..Default::default()
         };
         fill(&mut e.comm, "sh");
@@ -265,6 +273,17 @@ pub(crate) mod tests {
         assert_eq!(decode(&raw).unwrap().hook.as_str(), "mmap");
         raw[at] = 7;
         assert!(decode(&raw).is_err());
+    }
+
+    #[test]
+    fn tiers_decode() {
+        let at = std::mem::offset_of!(mg_event, tier);
+        let mut raw = raw_blocked_xmrig();
+        assert_eq!(decode(&raw).unwrap().tier, Tier::Lsm);
+        raw[at] = crate::contract::mg_tier::MG_TIER_KILL.0 as u8;
+        assert_eq!(decode(&raw).unwrap().tier, Tier::Kill);
+        raw[at] = 0;
+        assert!(decode(&raw).is_err(), "every program sets its tier");
     }
 
     #[test]

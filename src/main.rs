@@ -29,6 +29,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::fmt::MakeWriter;
 
+use crate::contract::Tier;
 use crate::policy::Mode;
 
 const DEFAULT_POLICY: &str = "/etc/minerguard/policy.toml";
@@ -59,9 +60,11 @@ enum Cmd {
         /// Serve Prometheus metrics at http://ADDR/metrics (loopback only, e.g. 127.0.0.1:9464).
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<SocketAddr>,
-        /// For tests: skip the active-LSM list and let the functional probe decide.
-        #[arg(long, hide = true)]
-        skip_lsm_list_check: bool,
+        /// How to enforce: auto takes the strongest tier this kernel proves it can run
+        /// (lsm: BPF LSM, EPERM; fmod_ret: EPERM without bpf in lsm=; kill: SIGKILL before
+        /// the first instruction).
+        #[arg(long, value_enum, default_value_t = TierArg::Auto)]
+        tier: TierArg,
         /// For tests: fail the start after the policy is in the maps, before attaching.
         #[arg(long, hide = true)]
         fail_after_policy: bool,
@@ -101,6 +104,25 @@ impl From<ModeArg> for Mode {
         match mode {
             ModeArg::Audit => Mode::Audit,
             ModeArg::Enforce => Mode::Enforce,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TierArg {
+    Auto,
+    Lsm,
+    FmodRet,
+    Kill,
+}
+
+impl TierArg {
+    fn tier(self) -> Option<Tier> {
+        match self {
+            TierArg::Auto => None,
+            TierArg::Lsm => Some(Tier::Lsm),
+            TierArg::FmodRet => Some(Tier::FmodRet),
+            TierArg::Kill => Some(Tier::Kill),
         }
     }
 }
@@ -223,7 +245,7 @@ fn main() -> ExitCode {
             mode,
             log_format,
             metrics_addr,
-            skip_lsm_list_check,
+            tier,
             fail_after_policy,
         } => {
             let mut logs = init_logging(log_format);
@@ -231,7 +253,7 @@ fn main() -> ExitCode {
                 agent::Options {
                     policy,
                     mode: mode.map(Mode::from),
-                    skip_lsm_list_check,
+                    tier: tier.tier(),
                     metrics_addr,
                     fail_after_policy,
                 },

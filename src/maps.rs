@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::contract::{
     bytes, from_bytes, mg_arg_kind, mg_arg_rule, mg_arg_value, mg_config, mg_config_flag,
-    mg_identity, mg_mode, mg_name, mg_name_kind, mg_prefix, mg_scope, mg_sha256, mg_stat,
-    ARGV_PROBE, PROBE_NAME,
+    mg_identity, mg_mode, mg_name, mg_name_kind, mg_prefix, mg_scope, mg_sha256, mg_stat, mg_tier,
+    Tier, ARGV_PROBE, PROBE_NAME,
 };
 use crate::policy::{Mode, Policy, Scope};
 
@@ -494,6 +494,8 @@ pub struct Config {
     pub host_mnt_ns: u32,
     /// The daemon that owns the pinned program, if one runs.
     pub agent_pid: Option<u32>,
+    /// The exec check's tier in force (`None`: never written).
+    pub tier: Option<Tier>,
 }
 
 impl Config {
@@ -508,6 +510,7 @@ impl Config {
             scope: self.scope.into(),
             flags: mg_config_flag(flags),
             host_mnt_ns: self.host_mnt_ns,
+            tier: self.tier.map_or(mg_tier(0), Tier::raw),
         }
     }
 
@@ -541,6 +544,7 @@ impl Config {
             drift_audit: on(F::MG_CONFIG_DRIFT_AUDIT),
             host_mnt_ns: raw.host_mnt_ns,
             agent_pid: (raw.agent_pid != 0).then_some(raw.agent_pid),
+            tier: Tier::from_raw(raw.tier.0),
         })
     }
 }
@@ -627,6 +631,7 @@ mod tests {
             drift_audit: false,
             host_mnt_ns: 0,
             agent_pid: None,
+            tier: None,
         }
     }
 
@@ -654,6 +659,7 @@ mod tests {
             drift_audit: true,
             host_mnt_ns: 4026531841,
             agent_pid: Some(42),
+            tier: Some(Tier::FmodRet),
         };
         let raw: mg_config = from_bytes(bytes(&config.to_raw())).unwrap();
         assert_eq!(Config::from_raw(raw).unwrap(), config);

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 
+use crate::contract::Tier;
 use crate::delivery::Counters;
 use crate::pins::{Pinned, Snapshot};
 use crate::ratelimit::RateLimit;
@@ -393,6 +394,18 @@ pub fn render(s: &Snapshot, undelivered: u64) -> String {
         "1 in enforce mode, 0 in audit mode.",
         u64::from(s.mode == Some(crate::policy::Mode::Enforce)),
     );
+    // One series per tier, 1 for the one in force: alerting can match on the label.
+    let _ = write!(
+        out,
+        "# HELP minerguard_tier The exec check's enforcement tier (1: in force).\n# TYPE minerguard_tier gauge\n"
+    );
+    for tier in Tier::ALL {
+        let _ = writeln!(
+            out,
+            "minerguard_tier{{tier=\"{tier}\"}} {}",
+            u8::from(s.tier == Some(tier))
+        );
+    }
     out
 }
 
@@ -407,6 +420,7 @@ mod tests {
         let text = render(
             &Snapshot {
                 enforcing: true,
+                tier: Some(Tier::FmodRet),
                 mode: Some(Mode::Audit),
                 names: 39,
                 remembered: 2,
@@ -430,6 +444,9 @@ mod tests {
         assert!(text.contains("minerguard_policy_names 39\n"));
         assert!(text.contains("minerguard_remembered_files 2\n"));
         assert!(text.contains("minerguard_enforce_mode 0\n"));
+        assert!(text.contains(
+            "minerguard_tier{tier=\"lsm\"} 0\nminerguard_tier{tier=\"fmod_ret\"} 1\nminerguard_tier{tier=\"kill\"} 0\n"
+        ));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(' ').next().unwrap();
             assert!(name.starts_with("minerguard_"), "{line}");

@@ -18,6 +18,8 @@ pub struct Record<'a> {
     pub matched_on: &'static str,
     /// "exec", or "mmap" for a file mapped executable.
     pub hook: &'static str,
+    /// The attach point that acted: "lsm", "fmod_ret" or "kill" (README: tiers).
+    pub tier: &'static str,
     pub pid: u32,
     pub tid: u32,
     pub ppid: u32,
@@ -54,6 +56,7 @@ impl<'a> Record<'a> {
             matched_name: &e.matched_name,
             matched_on: e.matched_on.as_str(),
             hook: e.hook.as_str(),
+            tier: e.tier.as_str(),
             pid: e.pid,
             tid: e.tid,
             ppid: e.ppid,

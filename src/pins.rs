@@ -3,8 +3,8 @@
 //! `minerguard disable` removes them.
 //!
 //! ```text
-//! /sys/fs/bpf/minerguard/link           the exec hook's link: while pinned, execs are checked
-//! /sys/fs/bpf/minerguard/prog           the program behind it
+//! /sys/fs/bpf/minerguard/link           the exec check's link: while pinned, execs are checked
+//! /sys/fs/bpf/minerguard/prog           the program behind it (its name says the tier)
 //! /sys/fs/bpf/minerguard/mmap-link      the mmap hook's link (files mapped executable)
 //! /sys/fs/bpf/minerguard/mmap-prog      the program behind it
 //! /sys/fs/bpf/minerguard/argv-link      the argument check's link (sched_process_exec)
@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use crate::attach::Links;
 use crate::bpf::MinerguardSkel;
-use crate::contract::ABI;
+use crate::contract::{Tier, ABI};
 use crate::maps::{self, ListMaps, Stats};
 use crate::policy::Mode;
 
@@ -95,9 +95,12 @@ const MMAP_DRIFT_PINS: (&str, &str) = ("mmap-drift-link", "mmap-drift-prog");
 const EXEC_PINS: (&str, &str) = ("link", "prog");
 
 /// The programs as the kernel lists them (names cut to 15 bytes).
-const HOOK_PROGRAMS: [&str; 7] = [
+const HOOK_PROGRAMS: [&str; 10] = [
     "mg_bprm_check",
+    "mg_bprm_fmod",
+    "mg_exec_kill",
     "mg_mmap_file",
+    "mg_mmap_fmod",
     "mg_exec_args",
     "mg_bprm_hash",
     "mg_mmap_hash",
@@ -300,6 +303,21 @@ fn pin_program(pins: (&str, &str), prog: &mut ProgramMut<'_>, link: &mut Link) -
     pin_over(&Path::new(PIN_DIR).join(pins.0), |p| link.pin(p))
 }
 
+/// Removes a program's pins, the link first (detaching it unless another holder keeps it).
+fn unpin(pins: (&str, &str)) -> Result<()> {
+    for name in [pins.0, pins.1] {
+        let path = Path::new(PIN_DIR).join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                info!(pin = %path.display(), "removed the pin of a layer this agent does not run")
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+    Ok(())
+}
+
 /// After attach and probe: makes this program the pinned one. The new link is attached
 /// before the old pin is replaced, so there is no moment without a program checking execs.
 /// `ensure_bpffs` must have run (the agent does it before it looks at the pins).
@@ -316,17 +334,39 @@ pub fn install(skel: &mut MinerguardSkel<'_>, links: &mut Links, adopted: bool) 
         }
     }
     let progs = &mut skel.progs;
-    pin_program(MMAP_PINS, &mut progs.mg_mmap_file, &mut links.mmap)?;
+    let (exec, mmap) = match links.tier {
+        Tier::Lsm => (&mut progs.mg_bprm_check, Some(&mut progs.mg_mmap_file)),
+        Tier::FmodRet => (&mut progs.mg_bprm_fmod, Some(&mut progs.mg_mmap_fmod)),
+        Tier::Kill => (&mut progs.mg_exec_kill, None),
+    };
+    // A layer this agent does not run (another tier, a kernel without it) loses the pins
+    // an earlier agent left: they would keep checking with the old policy's programs.
+    let pin_or_unpin = |pins, pair: Option<(&mut ProgramMut<'_>, &mut Link)>| match pair {
+        Some((prog, link)) => pin_program(pins, prog, link),
+        None => unpin(pins),
+    };
+    pin_or_unpin(MMAP_PINS, mmap.zip(links.mmap.as_mut()))?;
     pin_program(ARGV_PINS, &mut progs.mg_exec_args, &mut links.argv)?;
-    if let Some((exec_hash, mmap_hash)) = links.hash.as_mut() {
-        pin_program(HASH_PINS, &mut progs.mg_bprm_hash, exec_hash)?;
-        pin_program(MMAP_HASH_PINS, &mut progs.mg_mmap_hash, mmap_hash)?;
-    }
-    if let Some((exec_drift, mmap_drift)) = links.drift.as_mut() {
-        pin_program(DRIFT_PINS, &mut progs.mg_bprm_drift, exec_drift)?;
-        pin_program(MMAP_DRIFT_PINS, &mut progs.mg_mmap_drift, mmap_drift)?;
-    }
-    pin_program(EXEC_PINS, &mut progs.mg_bprm_check, &mut links.exec)?;
+    let (hash, drift) = (links.hash.as_mut(), links.drift.as_mut());
+    let (exec_hash, mmap_hash) = match hash {
+        Some((e, m)) => (
+            Some((&mut progs.mg_bprm_hash, e)),
+            Some((&mut progs.mg_mmap_hash, m)),
+        ),
+        None => (None, None),
+    };
+    pin_or_unpin(HASH_PINS, exec_hash)?;
+    pin_or_unpin(MMAP_HASH_PINS, mmap_hash)?;
+    let (exec_drift, mmap_drift) = match drift {
+        Some((e, m)) => (
+            Some((&mut progs.mg_bprm_drift, e)),
+            Some((&mut progs.mg_mmap_drift, m)),
+        ),
+        None => (None, None),
+    };
+    pin_or_unpin(DRIFT_PINS, exec_drift)?;
+    pin_or_unpin(MMAP_DRIFT_PINS, mmap_drift)?;
+    pin_program(EXEC_PINS, exec, &mut links.exec)?;
     // Maps of another ABI belonged to the program just replaced.
     for entry in fs::read_dir(PIN_DIR).context("listing the pins")?.flatten() {
         let name = entry.file_name();
@@ -400,6 +440,8 @@ pub fn remove() -> Result<bool> {
 pub struct Snapshot {
     /// The link is pinned: execs are being checked.
     pub enforcing: bool,
+    /// How: the tier the agent that pinned it chose (`None` when nothing is pinned).
+    pub tier: Option<Tier>,
     /// `None` when nothing is pinned.
     pub mode: Option<Mode>,
     /// Names and prefix patterns in the kernel's maps.
@@ -417,6 +459,7 @@ impl Snapshot {
     pub fn unpinned() -> Snapshot {
         Snapshot {
             enforcing: false,
+            tier: None,
             mode: None,
             names: 0,
             remembered: 0,
@@ -507,13 +550,15 @@ impl Pinned {
             drift_allow: &self.drift_allow,
         }
         .read();
+        let config = maps::config(&self.config)?;
         Ok(Snapshot {
             enforcing: link_path().exists(),
+            tier: config.tier,
             mode: Some(maps::mode(&self.mode)?),
             names: lists.patterns(),
             // Bounded by the map's size (MAX_IDENTITIES).
             remembered: self.identities.keys().count(),
-            agent_pid: self.agent_pid()?,
+            agent_pid: config.agent_pid.filter(|&pid| is_agent(pid)),
             counters: Some(maps::stats(&self.stats)?),
         })
     }
@@ -567,7 +612,7 @@ mod tests {
         let json = serde_json::to_value(Snapshot::unpinned()).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({ "enforcing": false, "mode": null, "names": 0, "remembered": 0, "agent_pid": null, "counters": null })
+            serde_json::json!({ "enforcing": false, "tier": null, "mode": null, "names": 0, "remembered": 0, "agent_pid": null, "counters": null })
         );
     }
 

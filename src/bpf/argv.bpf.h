@@ -13,7 +13,6 @@
 #ifndef MINERGUARD_ARGV_BPF_H
 #define MINERGUARD_ARGV_BPF_H
 
-#define SIGKILL 9
 /* How far into a value "scheme://" is looked for (listed schemes are shorter). */
 #define SCHEME_SCAN 24
 #define NAME_MASK (MG_NAME_LEN - 1)
@@ -156,6 +155,7 @@ static __always_inline void kill_for_argument(struct file *file, const char *pat
 
 	f.file = file;
 	f.path = path;
+	f.tier = MG_TIER_KILL;
 	f.hook = MG_HOOK_EXEC;
 	f.matched = matched;
 	f.matched_on = MG_MATCH_ARGV;
@@ -210,7 +210,7 @@ int BPF_PROG(mg_exec_args, struct task_struct *p, pid_t old_pid, struct linux_bi
 
 	config = bpf_map_lookup_elem(&mg_config, &zero);
 	modep = bpf_map_lookup_elem(&mg_mode, &zero);
-	if (!config || !modep || !(config->flags & MG_CONFIG_ARGV))
+	if (!config || !modep || !(config->flags & MG_CONFIG_ARGV) || kill_pending(p))
 		return 0;
 	args = BPF_CORE_READ(p, mm, arg_start);
 	args_end = BPF_CORE_READ(p, mm, arg_end);

@@ -70,6 +70,7 @@ static __always_inline long drift_check(struct file *file, enum mg_hook hook)
 		return 0;
 	f.file = file;
 	f.path = path;
+	f.tier = MG_TIER_LSM;
 	f.hook = hook;
 	f.matched = &key.name;
 	f.matched_on = MG_MATCH_DRIFT;

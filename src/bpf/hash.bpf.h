@@ -101,6 +101,7 @@ static __always_inline long hash_check(struct file *file, const char *path, enum
 	__builtin_memcpy(matched.name, now.sha256.digest, sizeof(now.sha256.digest));
 	f.file = file;
 	f.path = path;
+	f.tier = MG_TIER_LSM;
 	f.hook = hook;
 	f.matched = &matched;
 	f.matched_on = MG_MATCH_HASH;

@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * minerguard's kernel side. mg_bprm_check: on every exec, look up the two
- * names the exec carries in the policy's maps, then the file's identity (a file
- * blocked before under a listed name) and, on a match, deny (enforce) or allow
- * (audit), reporting either over a ring buffer. mg_mmap_file: the same for a
- * file mapped executable, which is how the dynamic loader runs a program it was
- * given as an argument and how preloaded libraries come in. mg_host_mnt_ns: a
- * task iterator the agent runs once, to learn the host's mount namespace.
+ * minerguard's kernel side. exec_check: on every exec, look up the two names
+ * the exec carries in the policy's maps, then the file's identity (a file
+ * blocked before under a listed name) and, on a match, enforce or allow
+ * (audit), reporting either over a ring buffer. It runs in one of three
+ * programs, the tiers (enum mg_tier), of which the agent loads one:
+ * mg_bprm_check (BPF LSM), mg_bprm_fmod (fmod_ret, no bpf in lsm= needed),
+ * mg_exec_kill (a tracepoint and SIGKILL). mmap_check: the same for a file
+ * mapped executable, which is how the dynamic loader runs a program it was
+ * given as an argument and how preloaded libraries come in (lsm and fmod_ret
+ * only). mg_host_mnt_ns: a task iterator the agent runs once, to learn the
+ * host's mount namespace.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -16,6 +20,7 @@
 #include "minerguard.h"
 
 #define EPERM 1
+#define SIGKILL 9
 #define PROT_EXEC 0x4
 #define MAX_ERRNO 4095
 /* The kernel names a memfd's dentry "memfd:<name chosen by its creator>". */
@@ -46,6 +51,7 @@ struct mg_event mg_contract_event;
 enum mg_limit mg_contract_limit;
 enum mg_stat mg_contract_stat;
 enum mg_hook mg_contract_hook;
+enum mg_tier mg_contract_tier;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -411,6 +417,7 @@ struct mg_found {
 	const struct mg_name *matched; /* the name (or pattern) that matched */
 	enum mg_match matched_on;
 	enum mg_hook hook;
+	enum mg_tier tier; /* the attach point acting */
 	__u32 prefix_len; /* non-zero: matched a prefix pattern this long */
 	bool audit_only; /* reported, never enforced, whatever the mode */
 };
@@ -445,7 +452,7 @@ static __always_inline void report(const struct mg_found *f, enum mg_mode mode,
 	e->matched_on = f->matched_on;
 	e->host = host;
 	e->hook = f->hook;
-	e->reserved = 0;
+	e->tier = f->tier;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	__builtin_memcpy(e->matched_name, f->matched->name, MG_NAME_LEN);
 	/* (Through a local: a CO-RE read of f->file would relocate mg_found, unknown to the kernel.) */
@@ -505,8 +512,14 @@ static __always_inline long lsm_ret(long rc)
 	return rc;
 }
 
-SEC("lsm/bprm_check_security")
-long BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
+/*
+ * The exec check, whatever the tier: whether this exec is enforced (counted and
+ * reported, or the probe's). `tier` says where it runs: in bprm_check_security
+ * (lsm, fmod_ret: once per binfmt level, the exec can still fail) or at
+ * sched_process_exec (kill: once, when the exec is done, bprm->file the program
+ * that will run).
+ */
+static __always_inline bool exec_check(struct linux_binprm *bprm, enum mg_tier tier)
 {
 	struct mg_hit file, name = {};
 	struct mg_names_read r;
@@ -517,26 +530,23 @@ long BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 	enum mg_config_flag flags;
 	__u32 zero = 0;
 
-	/* An earlier BPF LSM program denied: keep its answer. */
-	if (ret != 0)
-		return lsm_ret(ret);
-
 	config = bpf_map_lookup_elem(&mg_config, &zero);
 	modep = bpf_map_lookup_elem(&mg_mode, &zero);
 	if (!config || !modep)
-		return 0;
+		return false;
 	count(MG_STAT_CHECKED);
 	flags = config->flags;
 
 	/*
-	 * The hook runs again for a script's interpreter (bprm->interp then holds
-	 * its path): the process name was checked on the first pass, and checking
-	 * it again would report one exec twice. (The process name is read first:
-	 * its loops are then verified once, not once per file-name outcome.)
+	 * In bprm_check_security the hook runs again for a script's interpreter
+	 * (bprm->interp then holds its path): the process name was checked on the
+	 * first pass, and checking it again would report one exec twice. (The
+	 * process name is read first: its loops are then verified once, not once
+	 * per file-name outcome.)
 	 */
 	r.process_whole = false;
 	r.process_name.name.name[0] = 0;
-	if (bprm->interp == bprm->filename)
+	if (tier == MG_TIER_KILL || bprm->interp == bprm->filename)
 		read_process_name(bprm, &r);
 	unnamed = read_file_name(bprm->file, &r, flags);
 	file = lookup(&r.file_name, r.file_whole, flags);
@@ -546,11 +556,12 @@ long BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 		name = lookup(&r.process_name, r.process_whole, flags);
 	/* The daemon's probe proves the hook is live; it is not a policy decision. */
 	if (file.kind == MG_NAME_PROBE || name.kind == MG_NAME_PROBE)
-		return -EPERM;
+		return true;
 
 	f.file = bprm->file;
 	f.path = bprm->filename;
 	f.hook = MG_HOOK_EXEC;
+	f.tier = tier;
 	f.matched = &r.file_name.name;
 	if (file.kind)
 		f.matched_on |= MG_MATCH_FILE;
@@ -571,9 +582,63 @@ long BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 	} else if ((flags & MG_CONFIG_IDENTITY) && (f.matched = recall(bprm->file))) {
 		f.matched_on = MG_MATCH_IDENTITY;
 	} else {
-		return 0;
+		return false;
 	}
-	return lsm_ret(enforced(&f, config, *modep, MG_ACTION_BLOCKED) ? -EPERM : 0);
+	return enforced(&f, config, *modep,
+			tier == MG_TIER_KILL ? MG_ACTION_KILLED : MG_ACTION_BLOCKED);
+}
+
+/*
+ * Whether `task` is already being killed: another program on this tracepoint
+ * stopped it (the argument check, or during an agent's restart the program it
+ * replaces, attached beside the new one for a moment). One kill, one event.
+ */
+static __always_inline bool kill_pending(struct task_struct *task)
+{
+	__u64 sigkill = 1ULL << (SIGKILL - 1);
+
+	return (BPF_CORE_READ(task, pending.signal.sig[0]) |
+		BPF_CORE_READ(task, signal, shared_pending.signal.sig[0])) &
+	       sigkill;
+}
+
+/* Tier lsm: the exec fails with EPERM. */
+SEC("lsm/bprm_check_security")
+long BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
+{
+	/* An earlier BPF LSM program denied: keep its answer. */
+	if (ret != 0)
+		return lsm_ret(ret);
+	return lsm_ret(exec_check(bprm, MG_TIER_LSM) ? -EPERM : 0);
+}
+
+/*
+ * Tier fmod_ret: the same check on the function that calls every LSM's exec
+ * hook, through a BPF trampoline: a kernel without bpf in lsm= runs it, and
+ * -EPERM returned here is what the exec returns.
+ */
+SEC("fmod_ret/security_bprm_check")
+long BPF_PROG(mg_bprm_fmod, struct linux_binprm *bprm, int ret)
+{
+	/* An earlier fmod_ret program denied: keep its answer. */
+	if (ret != 0)
+		return lsm_ret(ret);
+	return lsm_ret(exec_check(bprm, MG_TIER_FMOD_RET) ? -EPERM : 0);
+}
+
+/*
+ * Tier kill: where neither can run, the exec has happened but the new program
+ * has not: SIGKILL, handled on the way back to user mode, ends it before its
+ * first instruction.
+ */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(mg_exec_kill, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	if (kill_pending(p))
+		return 0;
+	if (exec_check(bprm, MG_TIER_KILL))
+		bpf_send_signal(SIGKILL);
+	return 0;
 }
 
 /*
@@ -596,11 +661,9 @@ static __always_inline bool maps_other_file_executable(struct file *file, unsign
  * as an argument (`ld-linux-x86-64.so.2 ./xmrig` never execs ./xmrig) and how
  * LD_PRELOAD brings a library in. Checked by its name and identity like an
  * exec. memfd and unlinked files are not denied here: JIT engines map such
- * memory executable.
+ * memory executable. Whether the mapping is denied (or the probe's).
  */
-SEC("lsm/mmap_file")
-long BPF_PROG(mg_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
-	      unsigned long mmap_flags, int ret)
+static __always_inline bool mmap_check(struct file *file, unsigned long prot, enum mg_tier tier)
 {
 	struct mg_names_read r;
 	struct mg_found f = {};
@@ -609,22 +672,21 @@ long BPF_PROG(mg_mmap_file, struct file *file, unsigned long reqprot, unsigned l
 	struct mg_hit hit;
 	__u32 zero = 0;
 
-	if (ret != 0)
-		return lsm_ret(ret);
 	if (!maps_other_file_executable(file, prot))
-		return 0;
+		return false;
 	config = bpf_map_lookup_elem(&mg_config, &zero);
 	modep = bpf_map_lookup_elem(&mg_mode, &zero);
 	if (!config || !modep || !(config->flags & MG_CONFIG_MMAP))
-		return 0;
+		return false;
 
 	read_file_name(file, &r, 0);
 	hit = lookup(&r.file_name, r.file_whole, config->flags);
 	if (hit.kind == MG_NAME_PROBE)
-		return -EPERM;
+		return true;
 	f.file = file;
 	f.path = (const char *)file->f_path.dentry->d_name.name;
 	f.hook = MG_HOOK_MMAP;
+	f.tier = tier;
 	f.matched = &r.file_name.name;
 	if (hit.kind) {
 		f.matched_on = MG_MATCH_MMAP;
@@ -634,9 +696,28 @@ long BPF_PROG(mg_mmap_file, struct file *file, unsigned long reqprot, unsigned l
 	} else if ((config->flags & MG_CONFIG_IDENTITY) && (f.matched = recall(file))) {
 		f.matched_on = MG_MATCH_IDENTITY;
 	} else {
-		return 0;
+		return false;
 	}
-	return lsm_ret(enforced(&f, config, *modep, MG_ACTION_BLOCKED) ? -EPERM : 0);
+	return enforced(&f, config, *modep, MG_ACTION_BLOCKED);
+}
+
+SEC("lsm/mmap_file")
+long BPF_PROG(mg_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
+	      unsigned long mmap_flags, int ret)
+{
+	if (ret != 0)
+		return lsm_ret(ret);
+	return lsm_ret(mmap_check(file, prot, MG_TIER_LSM) ? -EPERM : 0);
+}
+
+/* The function takes the protection asked for; PROT_EXEC is in it as in the final one. */
+SEC("fmod_ret/security_mmap_file")
+long BPF_PROG(mg_mmap_fmod, struct file *file, unsigned long prot, unsigned long mmap_flags,
+	      int ret)
+{
+	if (ret != 0)
+		return lsm_ret(ret);
+	return lsm_ret(mmap_check(file, prot, MG_TIER_FMOD_RET) ? -EPERM : 0);
 }
 
 #include "argv.bpf.h"

@@ -130,6 +130,18 @@ enum mg_hook {
 	MG_HOOK_MMAP = 1, /* mmap_file with PROT_EXEC: a file mapped executable */
 };
 
+/*
+ * How the exec check enforces: the attach point that acted. The agent takes
+ * the strongest one the kernel proves it can run (attach.rs).
+ */
+enum mg_tier {
+	MG_TIER_LSM = 1, /* lsm/bprm_check_security: the exec fails with EPERM */
+	/* fmod_ret/security_bprm_check: EPERM too, without bpf in lsm= (needs trampolines) */
+	MG_TIER_FMOD_RET = 2,
+	/* tp_btf/sched_process_exec: SIGKILL before the new program's first instruction */
+	MG_TIER_KILL = 3,
+};
+
 enum mg_scope {
 	MG_SCOPE_ALL = 0,
 	/* Processes in the host's mount namespace are reported, never blocked. */
@@ -212,6 +224,7 @@ struct mg_config {
 	enum mg_scope scope;
 	enum mg_config_flag flags; /* a bit each */
 	__u32 host_mnt_ns; /* mount namespace inode of PID 1, read in the kernel */
+	enum mg_tier tier; /* the exec check's tier in force (written by the agent, for status) */
 };
 
 /* Value of the argument rules trie (keyed by struct mg_prefix). */
@@ -288,7 +301,7 @@ struct mg_event {
 	__u8 matched_prefix; /* matched_name is a prefix pattern */
 	__u8 host; /* the caller is in the host's mount namespace */
 	__u8 hook; /* enum mg_hook */
-	__u8 reserved;
+	__u8 tier; /* enum mg_tier: the attach point that acted (arguments: always the kill tier) */
 	char comm[MG_COMM_LEN]; /* caller's comm (the new one is not set yet) */
 	char matched_name[MG_NAME_LEN];
 	char file_name[MG_NAME_LEN]; /* bprm->file's dentry name */

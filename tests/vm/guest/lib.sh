@@ -8,6 +8,17 @@ EVENTS=/tmp/events.jsonl       # agent stdout: one JSON event per line
 AGENT_LOG=/tmp/agent.log       # agent stderr: tracing JSON log lines
 AGENT_PID=
 cd /tmp || exit 1
+# The tier: a suite may force one (mg_tier= on the kernel command line, or MG_TIER in the
+# environment: tests/native/run) and says which one the agent must pick (mg_expect_tier=,
+# MG_EXPECT_TIER; default: the forced one, else lsm). On the kill tier a listed exec runs and
+# is killed before its first instruction (status 137, action "killed") instead of failing
+# with EPERM (status 126, action "blocked"): $BLOCKED is the action a scenario expects.
+_cmdline_var() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^$1=//p"; }
+MG_TIER=${MG_TIER:-$(_cmdline_var mg_tier)}
+MG_EXPECT_TIER=${MG_EXPECT_TIER:-$(_cmdline_var mg_expect_tier)}
+MG_EXPECT_TIER=${MG_EXPECT_TIER:-${MG_TIER:-lsm}}
+if [ "$MG_EXPECT_TIER" = kill ]; then BLOCKED=killed; else BLOCKED=blocked; fi
+
 # ev_filter: conditions on events by JSON field (KEY=STRING, KEY:=JSON, jq EXPR); see there.
 # shellcheck source=events.sh
 . /mg/events.sh
@@ -51,7 +62,8 @@ write_policy() {
 start_agent() {
 	_policy=$1
 	shift
-	minerguard run --policy "$_policy" --log-format json "$@" >"$EVENTS" 2>"$AGENT_LOG" &
+	minerguard run --policy "$_policy" --log-format json ${MG_TIER:+--tier "$MG_TIER"} "$@" \
+		>"$EVENTS" 2>"$AGENT_LOG" &
 	AGENT_PID=$!
 	_t0=$(now)
 	# 60 s: under TCG emulation, loading BTF and the BPF objects takes seconds, not milliseconds.
@@ -66,6 +78,8 @@ start_agent() {
 		sleep 0.1
 	done
 	echo "agent ready (pid $AGENT_PID) after $(elapsed "$_t0") s"
+	grep '"minerguard ready"' "$AGENT_LOG" | grep -q "\"tier\":\"$MG_EXPECT_TIER\"" ||
+		fail "the agent is not on the $MG_EXPECT_TIER tier: $(grep '"minerguard ready"' "$AGENT_LOG")"
 }
 
 # stop_agent: SIGTERM, wait (up to 20 s) for the exit; returns the agent's exit status.
@@ -163,7 +177,14 @@ expect_events() {
 # run_as_tester CMD...: run CMD as tester (uid 1000, gid 1000). busybox here has neither
 # setuidgid nor chpst, and its setpriv cannot change uid; su from root needs no password.
 # Options go before "--": su permutes options, so a "-c" inside CMD would replace ours.
-run_as_tester() { su -s /bin/sh -c 'exec "$@"' -- tester sh "$@"; }
+# On a host (tests/native/run, MG_NATIVE=1) there may be no such user: setpriv sets the ids.
+run_as_tester() {
+	if [ -n "${MG_NATIVE:-}" ]; then
+		setpriv --reuid=1000 --regid=1000 --clear-groups -- "$@"
+	else
+		su -s /bin/sh -c 'exec "$@"' -- tester sh "$@"
+	fi
+}
 
 # in_cgroup NAME CMD...: run CMD (a function works too) in cgroup v2 /sys/fs/cgroup/NAME.
 # Writing 0 to cgroup.procs moves the writer, i.e. this subshell, and so all it runs.
@@ -189,8 +210,15 @@ try_exec() {
 	echo "exec [$*]: status $EXEC_RC in $EXEC_SECS s, pid ${EXEC_PID:-?}${EXEC_ERR:+, stderr: $EXEC_ERR}"
 }
 
-# expect_blocked / expect_ran: what a user sees of the last try_exec.
+# expect_blocked / expect_ran: what a user sees of the last try_exec. Blocked: the exec failed
+# with EPERM (status 126), or on the kill tier the process was killed (status 137) and did
+# nothing a program's first instruction could have done (no output).
 expect_blocked() {
+	if [ "$BLOCKED" = killed ]; then
+		[ "$EXEC_RC" = 137 ] || fail "$1 was not killed: status $EXEC_RC (want 137), stderr: $EXEC_ERR"
+		[ ! -s /tmp/exec.out ] || fail "$1 was killed but wrote: $(head -c 200 /tmp/exec.out)"
+		return 0
+	fi
 	[ "$EXEC_RC" = 126 ] || fail "$1 was not blocked: status $EXEC_RC (want 126), stderr: $EXEC_ERR"
 	echo "$EXEC_ERR" | grep -qiE 'not permitted|permission denied' ||
 		fail "$1: status 126 but stderr does not say not permitted: $EXEC_ERR"
@@ -204,7 +232,7 @@ expect_ran() {
 # Policies of these scenarios list "mg-sentinel" so that `sentinel` can flush the events.
 
 # action_of MODE: the action an event of a listed exec carries in MODE.
-action_of() { if [ "$1" = enforce ]; then echo blocked; else echo audited; fi; }
+action_of() { if [ "$1" = enforce ]; then echo "$BLOCKED"; else echo audited; fi; }
 
 # set_mode MODE: flip the running agent's mode (`minerguard mode`); the next exec sees it.
 set_mode() {

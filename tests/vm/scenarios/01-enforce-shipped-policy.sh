@@ -13,7 +13,7 @@ try_exec in_cgroup mg1 run_as_tester /mg/pidexec /tmp/xmrig 1
 expect_blocked "/tmp/xmrig run by tester"
 cg=$(stat -c %i /sys/fs/cgroup/mg1)
 [ "$cg" -gt 0 ] || fail "cgroup mg1 has inode 0"
-expect_events 1 action=blocked mode=enforce matched_name=xmrig matched_on=both \
+expect_events 1 action=$BLOCKED mode=enforce matched_name=xmrig matched_on=both \
 	"pid:=$EXEC_PID" uid:=1000 gid:=1000 "cgroup_id:=$cg" filename=/tmp/xmrig
 expect_events 1      # and nothing else: cp, su, sh are not miners
 stop_agent || fail "agent exited with status $? on SIGTERM"

@@ -13,7 +13,7 @@ innocent_pid=$EXEC_PID
 cp /bin/sleep /tmp/xmrig
 try_exec /mg/pidexec /tmp/xmrig 0
 expect_blocked "/tmp/xmrig (sentinel)"
-expect_events 1 "pid:=$EXEC_PID" action=blocked
+expect_events 1 "pid:=$EXEC_PID" action=$BLOCKED
 [ "$(count_events "pid:=$innocent_pid")" = 0 ] || fail "an event names the innocent pid $innocent_pid"
 [ "$(count_events 'any(.. | strings; contains("innocent"))')" = 0 ] || fail "an event mentions innocent"
 expect_events 1

@@ -8,12 +8,12 @@ cp /bin/sleep /tmp/xmrig
 ln -s /tmp/xmrig /tmp/innocent            # innocent name, miner file
 try_exec /mg/pidexec /tmp/innocent 0
 expect_blocked "/tmp/innocent -> /tmp/xmrig"
-expect_events 1 "pid:=$EXEC_PID" action=blocked matched_name=xmrig matched_on=file
+expect_events 1 "pid:=$EXEC_PID" action=$BLOCKED matched_name=xmrig matched_on=file
 mkdir /tmp/d
 ln -s /bin/true /tmp/d/xmrig              # miner name, innocent file
 try_exec /mg/pidexec /tmp/d/xmrig
 expect_blocked "/tmp/d/xmrig -> /bin/true"
-expect_events 1 "pid:=$EXEC_PID" action=blocked matched_name=xmrig matched_on=process_name
+expect_events 1 "pid:=$EXEC_PID" action=$BLOCKED matched_name=xmrig matched_on=process_name
 expect_events 2
 stop_agent || fail "agent exited with status $? on SIGTERM"
 pass

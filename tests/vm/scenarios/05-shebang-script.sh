@@ -9,7 +9,7 @@ printf '#!/tmp/xmrig\n' > /tmp/job.sh
 chmod +x /tmp/job.sh
 try_exec /mg/pidexec ./job.sh
 expect_blocked "./job.sh (#!/tmp/xmrig)"
-expect_events 1 "pid:=$EXEC_PID" action=blocked matched_name=xmrig matched_on=file
+expect_events 1 "pid:=$EXEC_PID" action=$BLOCKED matched_name=xmrig matched_on=file
 expect_events 1
 stop_agent || fail "agent exited with status $? on SIGTERM"
 pass

@@ -17,7 +17,7 @@ kill -HUP "$AGENT_PID"
 wait_for_log "policy reloaded" || fail "no 'policy reloaded' log line after SIGHUP"
 try_exec /mg/pidexec /tmp/minerd 0
 expect_blocked "minerd after the reload"
-expect_events 1 "pid:=$EXEC_PID" action=blocked matched_name=minerd
+expect_events 1 "pid:=$EXEC_PID" action=$BLOCKED matched_name=minerd
 
 # Invalid: a name with a slash can never be a file name. Its mode would also flip to audit
 # if the agent applied it even in part.
@@ -32,7 +32,7 @@ kill -0 "$AGENT_PID" 2>/dev/null || fail "agent died on an invalid policy"
 for name in xmrig minerd; do
 	try_exec /mg/pidexec "/tmp/$name" 0
 	expect_blocked "$name after the rejected reload"
-	expect_events 1 "pid:=$EXEC_PID" action=blocked mode=enforce "matched_name=$name"
+	expect_events 1 "pid:=$EXEC_PID" action=$BLOCKED mode=enforce "matched_name=$name"
 done
 expect_events 4
 stop_agent || fail "agent exited with status $? on SIGTERM"
