@@ -2,7 +2,6 @@
 //! kernel that cannot enforce (the machine's own kernel refuses BPF-LSM programs; the VM
 //! tests in tests/vm cover kernels that can).
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
