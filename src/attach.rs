@@ -24,7 +24,7 @@ const LSM_LIST: &str = "/sys/kernel/security/lsm";
 const SECURITYFS: &str = "/sys/kernel/security";
 
 /// How to turn BPF LSM on, given the LSMs active now (if known).
-fn enable_hint(active: Option<&[String]>) -> String {
+pub fn enable_hint(active: Option<&[String]>) -> String {
     let param = match active {
         Some(list) if list.iter().any(|l| l == "bpf") => {
             return "The kernel lists bpf among its active LSMs, yet BPF-LSM programs do not \

@@ -7,6 +7,7 @@ mod bpf;
 mod commands;
 mod contract;
 mod delivery;
+mod doctor;
 mod enrich;
 mod event;
 mod intel;
@@ -76,6 +77,12 @@ enum Cmd {
     },
     /// Stop the agent if it runs and remove the pinned program: execs are no longer checked.
     Disable,
+    /// Before rollout: what this kernel offers, which enforcement tiers work here and what to
+    /// change (exit 0 when some tier can enforce). Run as root: it tries each tier.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a policy file without touching the kernel.
     Check { path: PathBuf },
     /// Print the policy's `sha256` line for files: they are then denied whatever their name.
@@ -269,6 +276,7 @@ fn main() -> ExitCode {
         },
         Cmd::Disable => commands::disable(),
         Cmd::Check { path } => return commands::check(&path),
+        Cmd::Doctor { json } => return doctor::doctor(json),
         Cmd::Hash { paths } => return commands::hash(&paths),
         Cmd::Mode { mode } => commands::set_mode(mode.into()),
     };

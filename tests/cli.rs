@@ -212,6 +212,30 @@ fn run_on_this_kernel_picks_a_tier_or_says_what_is_missing() {
     }
 }
 
+/// `doctor` tries every tier here and picks the first that works, as `run` does; where that
+/// is not the lsm tier, its advice says how to get it.
+#[test]
+fn doctor_reports_the_tiers_of_this_kernel() {
+    let out = minerguard().args(["doctor", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tiers = report["tiers"].as_array().unwrap();
+    let names: Vec<&str> = tiers.iter().map(|t| t["tier"].as_str().unwrap()).collect();
+    assert_eq!(names, ["lsm", "fmod_ret", "kill"]);
+    let first = tiers.iter().find(|t| t["works"] == true);
+    assert_eq!(
+        report["tier"],
+        first.map_or(serde_json::Value::Null, |t| t["tier"].clone())
+    );
+    for t in tiers.iter().filter(|t| t["works"] == false) {
+        assert!(t["reason"].as_str().is_some_and(|r| !r.is_empty()), "{t}");
+    }
+    assert_eq!(out.status.success(), first.is_some(), "{report}");
+    if report["tier"] != "lsm" {
+        let advice = report["advice"].to_string();
+        assert!(advice.contains("for the lsm tier"), "{advice}");
+    }
+}
+
 /// Writes a policy of `n` entries "/" (never a name), one a line; checks it, which must fail
 /// within 5 s. Returns the path and stderr.
 fn check_bad_entries(n: usize) -> (String, String) {

@@ -1,7 +1,8 @@
 # Without bpf in lsm= (the nolsm suite) the BPF-LSM tier cannot enforce: forced onto it
 # (--tier lsm), the agent refuses fast, says which kernel parameter to add, and leaves
 # nothing behind; left to choose (--tier auto), it takes the next tier that proves itself
-# (fmod_ret: the exec still fails with EPERM) and says so in its ready line and in status.
+# (fmod_ret: the exec still fails with EPERM) and says so in its ready line and in status;
+# `minerguard doctor` tells the operator the same before any agent runs.
 # shellcheck shell=sh source=../guest/lib.sh  # busybox sh; /mg/lib.sh in the VM
 . /mg/lib.sh
 case ",$(cat /sys/kernel/security/lsm)," in *,bpf,*) fail "harness: the BPF LSM is active in the nolsm suite" ;; esac
@@ -24,6 +25,16 @@ left=$(find /sys/fs/bpf -mindepth 1 | tr '\n' ' ')
 [ -z "$left" ] || fail "left pinned in bpffs after the refusal: $left"
 try_exec /mg/pidexec /tmp/xmrig 0
 expect_ran "xmrig after the refused start"
+
+# The operator's readiness report says the same, and what to add to the boot line.
+minerguard doctor --json > /tmp/doctor.json || fail "doctor exits $? although fmod_ret works: $(cat /tmp/doctor.json)"
+cat /tmp/doctor.json
+[ "$(jq -r .tier /tmp/doctor.json)" = fmod_ret ] || fail "doctor does not pick fmod_ret"
+[ "$(jq -r '.tiers[] | select(.tier == "lsm") | .works' /tmp/doctor.json)" = false ] ||
+	fail "doctor says the lsm tier works without bpf in lsm="
+jq -r '.advice[]' /tmp/doctor.json | grep -q 'lsm=lockdown,capability,bpf' ||
+	fail "doctor's advice does not name the lsm= parameter to add"
+[ -z "$(find /sys/fs/bpf -mindepth 1)" ] || fail "doctor left something pinned"
 
 MG_TIER= MG_EXPECT_TIER=fmod_ret BLOCKED=blocked
 start_agent /tmp/policy.toml
