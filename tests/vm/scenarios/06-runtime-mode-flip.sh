@@ -11,7 +11,7 @@ expect_events 1 "pid:=$EXEC_PID" action=audited mode=audit
 minerguard mode enforce >/tmp/mode.out 2>&1 || fail "minerguard mode enforce failed: $(cat /tmp/mode.out)"
 try_exec /mg/pidexec /tmp/xmrig 0
 expect_blocked "xmrig after 'mode enforce'"
-expect_events 1 "pid:=$EXEC_PID" action=blocked mode=enforce
+expect_events 1 "pid:=$EXEC_PID" action=$BLOCKED mode=enforce
 
 minerguard mode audit >/tmp/mode.out 2>&1 || fail "minerguard mode audit failed: $(cat /tmp/mode.out)"
 try_exec /mg/pidexec /tmp/xmrig 0

@@ -18,11 +18,12 @@ echo "status ($rc): $(cat /tmp/status.json)"
 [ "$rc" = 0 ] || fail "status exited $rc while the pinned program enforces"
 jq -e '.enforcing == true' /tmp/status.json >/dev/null || fail "status does not say enforcing"
 jq -e '.agent_pid == null' /tmp/status.json >/dev/null || fail "status names an agent that is gone"
-jq -e '.counters.blocked == 2' /tmp/status.json >/dev/null || fail "status does not count the 2 blocked execs"
+jq -e ".counters.$BLOCKED == 2" /tmp/status.json >/dev/null || fail "status does not count the 2 $BLOCKED execs"
+jq -e ".tier == \"$MG_EXPECT_TIER\"" /tmp/status.json >/dev/null || fail "status does not name the $MG_EXPECT_TIER tier"
 
 minerguard disable >/tmp/disable.out 2>&1 || fail "minerguard disable failed: $(cat /tmp/disable.out)"
 echo "disable: $(cat /tmp/disable.out)"
-[ -z "$(find /sys/fs/bpf -mindepth 1)" ] || fail "pins left after disable: $(find /sys/fs/bpf -mindepth 1)"
+[ ! -e /sys/fs/bpf/minerguard ] || fail "pins left after disable: $(find /sys/fs/bpf/minerguard)"
 try_exec /mg/pidexec /tmp/xmrig 0
 expect_ran "xmrig after minerguard disable"
 minerguard status >/tmp/status.out; rc=$?
