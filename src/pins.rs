@@ -303,6 +303,25 @@ fn pin_program(pins: (&str, &str), prog: &mut ProgramMut<'_>, link: &mut Link) -
     pin_over(&Path::new(PIN_DIR).join(pins.0), |p| link.pin(p))
 }
 
+/// Pins an optional layer's two programs (exec, mmap) and links, or, when this agent does
+/// not run it, removes what an earlier agent pinned for it.
+fn pin_layer(
+    pins: ((&str, &str), (&str, &str)),
+    progs: (&mut ProgramMut<'_>, &mut ProgramMut<'_>),
+    links: Option<&mut (Link, Link)>,
+) -> Result<()> {
+    match links {
+        Some((exec, mmap)) => {
+            pin_program(pins.0, progs.0, exec)?;
+            pin_program(pins.1, progs.1, mmap)
+        }
+        None => {
+            unpin(pins.0)?;
+            unpin(pins.1)
+        }
+    }
+}
+
 /// Removes a program's pins, the link first (detaching it unless another holder keeps it).
 fn unpin(pins: (&str, &str)) -> Result<()> {
     for name in [pins.0, pins.1] {
@@ -341,31 +360,15 @@ pub fn install(skel: &mut MinerguardSkel<'_>, links: &mut Links, adopted: bool) 
     };
     // A layer this agent does not run (another tier, a kernel without it) loses the pins
     // an earlier agent left: they would keep checking with the old policy's programs.
-    let pin_or_unpin = |pins, pair: Option<(&mut ProgramMut<'_>, &mut Link)>| match pair {
-        Some((prog, link)) => pin_program(pins, prog, link),
-        None => unpin(pins),
-    };
-    pin_or_unpin(MMAP_PINS, mmap.zip(links.mmap.as_mut()))?;
+    match (mmap, links.mmap.as_mut()) {
+        (Some(prog), Some(link)) => pin_program(MMAP_PINS, prog, link)?,
+        _ => unpin(MMAP_PINS)?,
+    }
     pin_program(ARGV_PINS, &mut progs.mg_exec_args, &mut links.argv)?;
-    let (hash, drift) = (links.hash.as_mut(), links.drift.as_mut());
-    let (exec_hash, mmap_hash) = match hash {
-        Some((e, m)) => (
-            Some((&mut progs.mg_bprm_hash, e)),
-            Some((&mut progs.mg_mmap_hash, m)),
-        ),
-        None => (None, None),
-    };
-    pin_or_unpin(HASH_PINS, exec_hash)?;
-    pin_or_unpin(MMAP_HASH_PINS, mmap_hash)?;
-    let (exec_drift, mmap_drift) = match drift {
-        Some((e, m)) => (
-            Some((&mut progs.mg_bprm_drift, e)),
-            Some((&mut progs.mg_mmap_drift, m)),
-        ),
-        None => (None, None),
-    };
-    pin_or_unpin(DRIFT_PINS, exec_drift)?;
-    pin_or_unpin(MMAP_DRIFT_PINS, mmap_drift)?;
+    let hash = (&mut progs.mg_bprm_hash, &mut progs.mg_mmap_hash);
+    pin_layer((HASH_PINS, MMAP_HASH_PINS), hash, links.hash.as_mut())?;
+    let drift = (&mut progs.mg_bprm_drift, &mut progs.mg_mmap_drift);
+    pin_layer((DRIFT_PINS, MMAP_DRIFT_PINS), drift, links.drift.as_mut())?;
     pin_program(EXEC_PINS, exec, &mut links.exec)?;
     // Maps of another ABI belonged to the program just replaced.
     for entry in fs::read_dir(PIN_DIR).context("listing the pins")?.flatten() {
