@@ -24,7 +24,7 @@ use crate::maps::{self, Config, ListMaps, Lists};
 use crate::metrics;
 use crate::output;
 use crate::pins;
-use crate::policy::{DriftMode, Mode, Policy};
+use crate::policy::{DriftMode, LayerMode, Mode, Policy};
 
 pub struct Options {
     pub policy: PathBuf,
@@ -145,6 +145,9 @@ fn config_for(
         hash: optional.hashes && !policy.sha256.is_empty(),
         drift: optional.drift && policy.drift.mode != DriftMode::Off,
         drift_audit: policy.drift.mode == DriftMode::Audit,
+        randomx: policy.randomx != Some(LayerMode::Off),
+        randomx_audit: policy.randomx == Some(LayerMode::Audit),
+        randomx_enforce: policy.randomx == Some(LayerMode::Enforce),
         host_mnt_ns,
         agent_pid: Some(std::process::id()),
         tier: Some(tier),
@@ -186,6 +189,9 @@ fn move_policy(
         drift: config.drift || old_config.drift,
         // Report-only in between only if both are: block wins.
         drift_audit: config.drift_audit && old_config.drift_audit,
+        randomx: config.randomx || old_config.randomx,
+        randomx_audit: config.randomx_audit && old_config.randomx_audit,
+        randomx_enforce: config.randomx_enforce || old_config.randomx_enforce,
         ..config
     };
     maps::write_config(&maps.mg_config, interim)?;
@@ -334,6 +340,7 @@ impl<'obj> Agent<'obj> {
             argv = config.argv,
             sha256 = if optional.hashes { lists.hashes.len().to_string() } else { "unavailable".to_string() },
             drift = if optional.drift { policy.drift.mode.as_str() } else { "unavailable" },
+            randomx = policy.randomx.map_or(mode.as_str(), LayerMode::as_str),
             policy = %opts.policy.display(),
             "minerguard ready"
         );

@@ -279,6 +279,8 @@ pub struct Links {
     pub mmap: Option<Link>,
     /// sched_process_exec: the arguments an exec passed.
     pub argv: Link,
+    /// x86_fpu_regs_activated: the behaviour layer (RandomX's rounding modes).
+    pub behavior: Link,
     /// The content-hash checks (bprm_check_security, mmap_file), where the kernel has them.
     pub hash: Option<(Link, Link)>,
     /// The drift checks (bprm_check_security, mmap_file), where the kernel has them.
@@ -339,6 +341,11 @@ pub fn attach(skel: &MinerguardSkel<'_>, tier: Tier, optional: Optional) -> Resu
     let argv = skel.progs.mg_exec_args.attach().map_err(|e| {
         anyhow!("attaching the argument check to the sched_process_exec tracepoint failed ({e})")
     })?;
+    let behavior = skel.progs.mg_fpu_switch.attach().map_err(|e| {
+        anyhow!(
+            "attaching the behaviour check to the x86_fpu_regs_activated tracepoint failed ({e})"
+        )
+    })?;
     let mmap_check = match tier {
         Tier::Lsm => Some(&skel.progs.mg_mmap_file),
         Tier::FmodRet => Some(&skel.progs.mg_mmap_fmod),
@@ -378,6 +385,7 @@ pub fn attach(skel: &MinerguardSkel<'_>, tier: Tier, optional: Optional) -> Resu
         exec,
         mmap,
         argv,
+        behavior,
         hash,
         drift,
     })

@@ -164,7 +164,7 @@ impl mg_prefix {
 mod tests {
     use super::*;
     // Written and read by the programs only; the daemon pins the map and never decodes it.
-    use crate::bpf::types::{mg_file_key, mg_hashed};
+    use crate::bpf::types::{mg_file_key, mg_fpu_watch, mg_hashed};
     use libbpf_rs::btf::types::{Array, Composite, MemberAttr};
     use libbpf_rs::btf::{Btf, BtfKind, BtfType, HasSize, TypeId};
     use std::collections::BTreeSet;
@@ -280,6 +280,11 @@ mod tests {
                 size,
                 name
             }),
+            rust_layout!(mg_fpu_watch {
+                window_start_ns,
+                changes,
+                last_rc
+            }),
             rust_layout!(mg_event {
                 boot_ns,
                 cgroup_id,
@@ -301,6 +306,8 @@ mod tests {
                 file_name,
                 filename,
                 cgroup_name,
+                observed_changes,
+                observed_ms,
             }),
         ]
     }
@@ -391,7 +398,7 @@ mod tests {
         });
         assert_eq!(
             (ABI, fingerprint),
-            (7, 4558424258857480237),
+            (7, 4503368544290890775),
             "layout: {text}"
         );
     }

@@ -50,6 +50,8 @@ pub enum MatchedOn {
     Hash,
     /// The file is in a container's writable layer (an overlayfs upper layer).
     Drift,
+    /// The process computes like RandomX: its rounding mode keeps changing.
+    Randomx,
 }
 
 impl MatchedOn {
@@ -65,6 +67,7 @@ impl MatchedOn {
             MatchedOn::Argv => "argv",
             MatchedOn::Hash => "hash",
             MatchedOn::Drift => "drift",
+            MatchedOn::Randomx => "randomx",
         }
     }
 }
@@ -76,6 +79,8 @@ pub enum Hook {
     Exec,
     /// A file mapped executable.
     Mmap,
+    /// A thread switched out (the behaviour layer).
+    Switch,
 }
 
 impl Hook {
@@ -83,6 +88,7 @@ impl Hook {
         match self {
             Hook::Exec => "exec",
             Hook::Mmap => "mmap",
+            Hook::Switch => "context_switch",
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct Event {
     pub host: bool,
     /// The leaf name of the caller's cgroup, as it was at the exec.
     pub cgroup_name: String,
+    /// A behaviour match: the changes seen, and over how many milliseconds.
+    pub observed: Option<(u32, u32)>,
 }
 
 pub fn decode(data: &[u8]) -> Result<Event> {
@@ -133,11 +141,13 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         mg_match::MG_MATCH_ARGV => MatchedOn::Argv,
         mg_match::MG_MATCH_HASH => MatchedOn::Hash,
         mg_match::MG_MATCH_DRIFT => MatchedOn::Drift,
+        mg_match::MG_MATCH_RANDOMX => MatchedOn::Randomx,
         other => bail!("unknown match kind {} in an event", other.0),
     };
     let hook = match mg_hook(u32::from(raw.hook)) {
         mg_hook::MG_HOOK_EXEC => Hook::Exec,
         mg_hook::MG_HOOK_MMAP => Hook::Mmap,
+        mg_hook::MG_HOOK_SWITCH => Hook::Switch,
         other => bail!("unknown hook {} in an event", other.0),
     };
     let tier = Tier::from_raw(u32::from(raw.tier))
@@ -171,6 +181,8 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         filename: c_str(&raw.filename),
         host: raw.host != 0,
         cgroup_name: c_str(&raw.cgroup_name),
+        observed: (matched_on == MatchedOn::Randomx)
+            .then_some((raw.observed_changes, raw.observed_ms)),
     })
 }
 
@@ -242,6 +254,7 @@ pub(crate) mod tests {
             (mg_match::MG_MATCH_ARGV, "argv"),
             (mg_match::MG_MATCH_HASH, "hash"),
             (mg_match::MG_MATCH_DRIFT, "drift"),
+            (mg_match::MG_MATCH_RANDOMX, "randomx"),
         ] {
             let mut raw = raw_blocked_xmrig();
             raw[at..at + 4].copy_from_slice(&kind.0.to_ne_bytes());

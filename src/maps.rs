@@ -490,6 +490,12 @@ pub struct Config {
     pub drift: bool,
     /// ...and only report them.
     pub drift_audit: bool,
+    /// Watch for RandomX's rounding-mode pattern...
+    pub randomx: bool,
+    /// ...and only report it...
+    pub randomx_audit: bool,
+    /// ...or stop it whatever the mode.
+    pub randomx_enforce: bool,
     /// Mount namespace inode of PID 1: processes in it are the host's.
     pub host_mnt_ns: u32,
     /// The daemon that owns the pinned program, if one runs.
@@ -515,7 +521,7 @@ impl Config {
     }
 
     /// Each switch beside its bit of `mg_config.flags`.
-    fn flags(&self) -> [(bool, mg_config_flag); 8] {
+    fn flags(&self) -> [(bool, mg_config_flag); 11] {
         use mg_config_flag as F;
         [
             (self.memfd_block, F::MG_CONFIG_MEMFD_BLOCK),
@@ -526,6 +532,9 @@ impl Config {
             (self.hash, F::MG_CONFIG_HASH),
             (self.drift, F::MG_CONFIG_DRIFT),
             (self.drift_audit, F::MG_CONFIG_DRIFT_AUDIT),
+            (self.randomx, F::MG_CONFIG_RANDOMX),
+            (self.randomx_audit, F::MG_CONFIG_RANDOMX_AUDIT),
+            (self.randomx_enforce, F::MG_CONFIG_RANDOMX_ENFORCE),
         ]
     }
 
@@ -542,6 +551,9 @@ impl Config {
             hash: on(F::MG_CONFIG_HASH),
             drift: on(F::MG_CONFIG_DRIFT),
             drift_audit: on(F::MG_CONFIG_DRIFT_AUDIT),
+            randomx: on(F::MG_CONFIG_RANDOMX),
+            randomx_audit: on(F::MG_CONFIG_RANDOMX_AUDIT),
+            randomx_enforce: on(F::MG_CONFIG_RANDOMX_ENFORCE),
             host_mnt_ns: raw.host_mnt_ns,
             agent_pid: (raw.agent_pid != 0).then_some(raw.agent_pid),
             tier: Tier::from_raw(raw.tier.0),
@@ -629,6 +641,9 @@ mod tests {
             hash: false,
             drift: false,
             drift_audit: false,
+            randomx: false,
+            randomx_audit: false,
+            randomx_enforce: false,
             host_mnt_ns: 0,
             agent_pid: None,
             tier: None,
@@ -657,6 +672,9 @@ mod tests {
             hash: true,
             drift: true,
             drift_audit: true,
+            randomx: true,
+            randomx_audit: true,
+            randomx_enforce: true,
             host_mnt_ns: 4026531841,
             agent_pid: Some(42),
             tier: Some(Tier::FmodRet),

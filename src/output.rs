@@ -39,6 +39,16 @@ pub struct Record<'a> {
     pub host: bool,
     pub container_id: Option<&'a str>,
     pub container_runtime: Option<&'static str>,
+    /// `matched_on: "randomx"` only: what the kernel saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Observed>,
+}
+
+/// What a behaviour match saw: rounding-mode changes, and over how long.
+#[derive(Serialize)]
+pub struct Observed {
+    pub changes: u32,
+    pub seconds: f64,
 }
 
 impl<'a> Record<'a> {
@@ -71,6 +81,10 @@ impl<'a> Record<'a> {
             host: e.host,
             container_id: container.map(|c| c.id),
             container_runtime: container.map(|c| c.runtime),
+            observed: e.observed.map(|(changes, ms)| Observed {
+                changes,
+                seconds: f64::from(ms) / 1000.0,
+            }),
         })
     }
 }

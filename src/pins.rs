@@ -9,6 +9,8 @@
 //! /sys/fs/bpf/minerguard/mmap-prog      the program behind it
 //! /sys/fs/bpf/minerguard/argv-link      the argument check's link (sched_process_exec)
 //! /sys/fs/bpf/minerguard/argv-prog      the program behind it
+//! /sys/fs/bpf/minerguard/behavior-link  the behaviour check's link (x86_fpu_regs_activated)
+//! /sys/fs/bpf/minerguard/behavior-prog  the program behind it
 //! /sys/fs/bpf/minerguard/maps-vN/       names, prefixes, memfd_allow, config, mode,
 //!                                       identities, arg_rules, arg_values, domains,
 //!                                       stats, events
@@ -63,9 +65,13 @@ const HASHES: PinnedMap = pinned_as("hashes", "mg_hashes");
 const DRIFT_ALLOW: PinnedMap = pinned_as("drift_allow", "mg_drift_allow");
 /// Filled by the programs: digests of files hashed, kept while they are unchanged.
 const HASHED_FILES: PinnedMap = pinned_as("hashed_files", "mg_hashed_files");
+/// Filled by the behaviour check: each thread's rounding modes, the processes reported (an
+/// agent's restart neither resets a count nor reports a process again).
+const FPU_WATCH: PinnedMap = pinned_as("fpu_watch", "mg_fpu_watch");
+const FPU_REPORTED: PinnedMap = pinned_as("fpu_reported", "mg_fpu_reported");
 
 /// Every pinned map, the one list. The .bss map is private to one program.
-const PINNED_MAPS: [PinnedMap; 14] = [
+const PINNED_MAPS: [PinnedMap; 16] = [
     NAMES,
     PREFIXES,
     MEMFD_ALLOW,
@@ -80,12 +86,15 @@ const PINNED_MAPS: [PinnedMap; 14] = [
     HASHES,
     HASHED_FILES,
     DRIFT_ALLOW,
+    FPU_WATCH,
+    FPU_REPORTED,
 ];
 
 /// The programs' pins, `(link, program)` under PIN_DIR, the exec hook's last: its link is
 /// the one `status` reads as "enforcing".
 const MMAP_PINS: (&str, &str) = ("mmap-link", "mmap-prog");
 const ARGV_PINS: (&str, &str) = ("argv-link", "argv-prog");
+const BEHAVIOR_PINS: (&str, &str) = ("behavior-link", "behavior-prog");
 /// Only where the kernel can hash (`attach::hashes_supported`).
 const HASH_PINS: (&str, &str) = ("hash-link", "hash-prog");
 const MMAP_HASH_PINS: (&str, &str) = ("mmap-hash-link", "mmap-hash-prog");
@@ -95,13 +104,14 @@ const MMAP_DRIFT_PINS: (&str, &str) = ("mmap-drift-link", "mmap-drift-prog");
 const EXEC_PINS: (&str, &str) = ("link", "prog");
 
 /// The programs as the kernel lists them (names cut to 15 bytes).
-const HOOK_PROGRAMS: [&str; 10] = [
+const HOOK_PROGRAMS: [&str; 11] = [
     "mg_bprm_check",
     "mg_bprm_fmod",
     "mg_exec_kill",
     "mg_mmap_file",
     "mg_mmap_fmod",
     "mg_exec_args",
+    "mg_fpu_switch",
     "mg_bprm_hash",
     "mg_mmap_hash",
     "mg_bprm_drift",
@@ -365,6 +375,7 @@ pub fn install(skel: &mut MinerguardSkel<'_>, links: &mut Links, adopted: bool) 
         _ => unpin(MMAP_PINS)?,
     }
     pin_program(ARGV_PINS, &mut progs.mg_exec_args, &mut links.argv)?;
+    pin_program(BEHAVIOR_PINS, &mut progs.mg_fpu_switch, &mut links.behavior)?;
     let hash = (&mut progs.mg_bprm_hash, &mut progs.mg_mmap_hash);
     pin_layer((HASH_PINS, MMAP_HASH_PINS), hash, links.hash.as_mut())?;
     let drift = (&mut progs.mg_bprm_drift, &mut progs.mg_mmap_drift);
@@ -406,6 +417,7 @@ pub fn remove() -> Result<bool> {
         EXEC_PINS,
         MMAP_PINS,
         ARGV_PINS,
+        BEHAVIOR_PINS,
         HASH_PINS,
         MMAP_HASH_PINS,
         DRIFT_PINS,

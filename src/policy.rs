@@ -82,6 +82,29 @@ pub struct Policy {
     pub sha256: Vec<String>,
     /// `[drift]`: files executed from a container's writable layer.
     pub drift: Drift,
+    /// `[behavior] randomx`: RandomX's rounding-mode pattern; `None`: follows `mode`.
+    pub randomx: Option<LayerMode>,
+}
+
+/// What a behaviour layer does, when it does not follow the policy's `mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerMode {
+    Off,
+    /// Report, never stop, whatever the mode.
+    Audit,
+    /// Stop (and report), whatever the mode.
+    Enforce,
+}
+
+impl LayerMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerMode::Off => "off",
+            LayerMode::Audit => "audit",
+            LayerMode::Enforce => "enforce",
+        }
+    }
 }
 
 /// What `[drift]` does with a file executed or mapped from an overlayfs upper layer.
@@ -308,6 +331,13 @@ struct RawPolicy {
     argv: Option<RawArgv>,
     sha256: Option<Vec<Spanned<String>>>,
     drift: Option<RawDrift>,
+    behavior: Option<RawBehavior>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBehavior {
+    randomx: Option<LayerMode>,
 }
 
 #[derive(Deserialize, Default)]
@@ -587,6 +617,7 @@ impl Policy {
             argv,
             sha256,
             drift,
+            randomx: raw.behavior.and_then(|b| b.randomx),
         })
     }
 }
@@ -915,7 +946,7 @@ mod tests {
     fn unknown_key_is_located() {
         assert_eq!(
             problems("mode = \"enforce\"\nnames = []\nmodes = 1\n"),
-            ["3:1: unknown field `modes`, expected one of `mode`, `scope`, `names`, `memfd`, `identity`, `mmap`, `argv`, `sha256`, `drift`"]
+            ["3:1: unknown field `modes`, expected one of `mode`, `scope`, `names`, `memfd`, `identity`, `mmap`, `argv`, `sha256`, `drift`, `behavior`"]
         );
     }
 
@@ -963,6 +994,19 @@ mod tests {
         assert_eq!(
             problems("mode = \"enforce\"\nnames = []\nsha256 = [\"abc\"]\n"),
             ["3:11: sha256 entry \"abc\" must be 64 hexadecimal digits (`minerguard hash FILE` prints them)"]
+        );
+    }
+
+    #[test]
+    fn randomx_follows_the_mode_unless_set() {
+        let head = "mode = \"enforce\"\nnames = []\n";
+        assert_eq!(Policy::parse(head).unwrap().randomx, None);
+        let p = Policy::parse(&format!("{head}[behavior]\nrandomx = \"audit\"\n"));
+        assert_eq!(p.unwrap().randomx, Some(LayerMode::Audit));
+        let bad = problems(&format!("{head}[behavior]\nrandomx = \"block\"\n"));
+        assert!(
+            bad[0].starts_with("4:11: unknown variant `block`"),
+            "{bad:?}"
         );
     }
 

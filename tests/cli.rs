@@ -54,7 +54,7 @@ fn check_names_file_line_and_column_of_each_problem() {
     assert_eq!(
         stderr.trim_end(),
         format!(
-            "{p}:4:1: unknown field `colour`, expected one of `mode`, `scope`, `names`, `memfd`, `identity`, `mmap`, `argv`, `sha256`, `drift`"
+            "{p}:4:1: unknown field `colour`, expected one of `mode`, `scope`, `names`, `memfd`, `identity`, `mmap`, `argv`, `sha256`, `drift`, `behavior`"
         )
     );
 

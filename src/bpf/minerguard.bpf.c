@@ -420,6 +420,9 @@ struct mg_found {
 	enum mg_tier tier; /* the attach point acting */
 	__u32 prefix_len; /* non-zero: matched a prefix pattern this long */
 	bool audit_only; /* reported, never enforced, whatever the mode */
+	bool enforce_always; /* enforced, whatever the mode (unless audit_only) */
+	__u32 observed_changes; /* MG_MATCH_RANDOMX: what was seen */
+	__u32 observed_ms;
 };
 
 /*
@@ -453,6 +456,8 @@ static __always_inline void report(const struct mg_found *f, enum mg_mode mode,
 	e->host = host;
 	e->hook = f->hook;
 	e->tier = f->tier;
+	e->observed_changes = f->observed_changes;
+	e->observed_ms = f->observed_ms;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	__builtin_memcpy(e->matched_name, f->matched->name, MG_NAME_LEN);
 	/* (Through a local: a CO-RE read of f->file would relocate mg_found, unknown to the kernel.) */
@@ -485,8 +490,8 @@ static __always_inline bool enforced(const struct mg_found *f, const struct mg_c
 	bool host, enforce;
 
 	host = mnt_ns_of((struct task_struct *)bpf_get_current_task()) == config->host_mnt_ns;
-	enforce = mode != MG_MODE_AUDIT && !(config->scope == MG_SCOPE_CONTAINERS && host) &&
-		  !f->audit_only;
+	enforce = (mode != MG_MODE_AUDIT || f->enforce_always) &&
+		  !(config->scope == MG_SCOPE_CONTAINERS && host) && !f->audit_only;
 	if (!enforce)
 		count(MG_STAT_AUDITED);
 	else if (action == MG_ACTION_KILLED)
@@ -723,6 +728,7 @@ long BPF_PROG(mg_mmap_fmod, struct file *file, unsigned long prot, unsigned long
 #include "argv.bpf.h"
 #include "hash.bpf.h"
 #include "drift.bpf.h"
+#include "behavior.bpf.h"
 
 /*
  * Run once by the agent (a task iterator): writes the mount namespace inode of

@@ -67,6 +67,18 @@ enum mg_limit {
 	MG_MAX_DRIFT_ALLOW = 256,
 	MG_DRIFT_ALLOW_CAPACITY = 2 * MG_MAX_DRIFT_ALLOW,
 	/*
+	 * The RandomX fingerprint: a thread whose saved SSE rounding mode, seen
+	 * at its context switches, changes from one non-default mode to another
+	 * MG_RANDOMX_CHANGES times within MG_RANDOMX_WINDOW_MS. RandomX's CFROUND
+	 * sets one of the four modes at random thousands of times a second: half
+	 * of its switches show such a change. Threads watched at once (LRU) and
+	 * processes reported (LRU: once each).
+	 */
+	MG_RANDOMX_CHANGES = 16,
+	MG_RANDOMX_WINDOW_MS = 10000,
+	MG_MAX_FPU_WATCHED = 16384,
+	MG_MAX_FPU_REPORTED = 4096,
+	/*
 	 * The maps' sizes: a reload adds the new policy's entries before it
 	 * removes the old one's, so two of the largest policies must fit at once,
 	 * plus the probe's name. With BPF_F_NO_PREALLOC, memory follows the
@@ -122,12 +134,19 @@ enum mg_match {
 	 * created or changed after the container started), not allowed by path.
 	 */
 	MG_MATCH_DRIFT = 256,
+	/*
+	 * The process computes like RandomX (Monero's proof of work): its
+	 * rounding mode keeps changing (MG_RANDOMX_CHANGES, MG_RANDOMX_WINDOW_MS);
+	 * the event's observed_changes and observed_ms say what was seen.
+	 */
+	MG_MATCH_RANDOMX = 512,
 };
 
 /* Where a check ran. */
 enum mg_hook {
 	MG_HOOK_EXEC = 0, /* bprm_check_security: an exec */
 	MG_HOOK_MMAP = 1, /* mmap_file with PROT_EXEC: a file mapped executable */
+	MG_HOOK_SWITCH = 2, /* x86_fpu_regs_activated: a thread switched back in, its FPU state restored */
 };
 
 /*
@@ -165,6 +184,12 @@ enum mg_config_flag {
 	MG_CONFIG_DRIFT = 64,
 	/* ...and only report them, whatever the mode ([drift] mode = "audit") */
 	MG_CONFIG_DRIFT_AUDIT = 128,
+	/* watch for RandomX's rounding-mode pattern ([behavior] randomx not "off") */
+	MG_CONFIG_RANDOMX = 256,
+	/* ...only report it, whatever the mode ([behavior] randomx = "audit") */
+	MG_CONFIG_RANDOMX_AUDIT = 512,
+	/* ...kill, whatever the mode ([behavior] randomx = "enforce") */
+	MG_CONFIG_RANDOMX_ENFORCE = 1024,
 };
 
 /* What an entry of the argument rules trie means when an argument starts with it. */
@@ -286,6 +311,13 @@ struct mg_identity {
 	struct mg_name name; /* the listed name or pattern it was blocked as */
 };
 
+/* One thread's rounding modes as its context switches showed them (mg_fpu_watch). */
+struct mg_fpu_watch {
+	__u64 window_start_ns; /* boot time of the first change counted */
+	__u32 changes; /* counted since window_start_ns */
+	__u32 last_rc; /* the last non-default rounding mode seen (MXCSR bits 13-14) */
+};
+
 struct mg_event {
 	__u64 boot_ns; /* bpf_ktime_get_boot_ns() at the check */
 	__u64 cgroup_id; /* cgroup v2 id of the caller */
@@ -310,6 +342,9 @@ struct mg_event {
 	/* The caller's cgroup v2 leaf name, read at the exec: still right when the
 	 * container is gone by the time the event is read. */
 	char cgroup_name[MG_CGROUP_NAME_LEN];
+	/* MG_MATCH_RANDOMX: the changes seen, and over how long */
+	__u32 observed_changes;
+	__u32 observed_ms;
 };
 
 #endif /* MINERGUARD_H */
