@@ -166,6 +166,12 @@ pub fn trial(tier: Tier) -> Result<()> {
         }
     }
     let skel = load(open, tier)?;
+    // The probe is answered by the tier the config names (see exec_check).
+    let config = Config {
+        tier: Some(tier),
+        ..Config::default()
+    };
+    maps::write_config(&skel.maps.mg_config, config)?;
     let _link = exec_check(&skel, tier)
         .attach()
         .map_err(|e| attach_refused(tier, "exec check", e))?;

@@ -471,7 +471,7 @@ pub fn delete_probe(names: &dyn MapCore) -> Result<()> {
 }
 
 /// The config map's single entry (the mode has a map of its own: `write_mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     pub scope: Scope,
     pub memfd_block: bool,

@@ -559,9 +559,13 @@ static __always_inline bool exec_check(struct linux_binprm *bprm, enum mg_tier t
 		name = file;
 	else if (r.process_name.name.name[0])
 		name = lookup(&r.process_name, r.process_whole, flags);
-	/* The daemon's probe proves the hook is live; it is not a policy decision. */
+	/*
+	 * The daemon's probe proves the tier it starts is live; it is not a policy
+	 * decision. Only that tier's program answers it: while an agent changes
+	 * tiers, the old tier's program, still pinned, shares these maps.
+	 */
 	if (file.kind == MG_NAME_PROBE || name.kind == MG_NAME_PROBE)
-		return true;
+		return config->tier == tier;
 
 	f.file = bprm->file;
 	f.path = bprm->filename;
@@ -687,7 +691,7 @@ static __always_inline bool mmap_check(struct file *file, unsigned long prot, en
 	read_file_name(file, &r, 0);
 	hit = lookup(&r.file_name, r.file_whole, config->flags);
 	if (hit.kind == MG_NAME_PROBE)
-		return true;
+		return config->tier == tier; /* (see exec_check) */
 	f.file = file;
 	f.path = (const char *)file->f_path.dentry->d_name.name;
 	f.hook = MG_HOOK_MMAP;
