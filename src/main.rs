@@ -119,6 +119,8 @@ impl From<ModeArg> for Mode {
 enum TierArg {
     Auto,
     Lsm,
+    // Spelled as the tier is everywhere else (status, events, metrics), not kebab-case.
+    #[value(name = "fmod_ret")]
     FmodRet,
     Kill,
 }

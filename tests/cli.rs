@@ -1,9 +1,17 @@
-//! The command line as a user meets it on this machine: policy checking, and `run` on a
-//! kernel that cannot enforce (the machine's own kernel refuses BPF-LSM programs; the VM
-//! tests in tests/vm cover kernels that can).
+//! The command line as a user meets it on this machine: policy checking, `doctor`, and `run`
+//! on the machine's own kernel (the build machines': the kill tier; tests/native and the VM
+//! tests in tests/vm cover what each tier stops).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Held by the tests that pin (run) and by those that need nothing pinned (status, mode):
+/// cargo runs tests in parallel threads.
+static PINS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn pins_lock() -> std::sync::MutexGuard<'static, ()> {
+    PINS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn minerguard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_minerguard"))
@@ -109,11 +117,18 @@ fn run_rejects_a_bad_flag() {
         2,
         "possible values: audit, enforce",
     );
+    // The tiers are spelled on the command line as in status, events and metrics.
+    assert_fails(
+        &["run", "--tier", "fmod-ret"],
+        2,
+        "possible values: auto, lsm, fmod_ret, kill",
+    );
 }
 
-// This machine's kernel cannot load the program, so nothing is ever pinned here.
+// Nothing is pinned here unless a test pins it (and removes it again).
 #[test]
 fn mode_without_enforcement_says_so() {
+    let _pins = pins_lock();
     assert_fails(
         &["mode", "audit"],
         1,
@@ -123,6 +138,7 @@ fn mode_without_enforcement_says_so() {
 
 #[test]
 fn status_without_enforcement_exits_3() {
+    let _pins = pins_lock();
     let out = minerguard().args(["status", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -151,6 +167,7 @@ fn metrics_refuse_non_loopback_addresses() {
 /// works, it says why. (The native suite, tests/native, tests what the tier stops.)
 #[test]
 fn run_on_this_kernel_picks_a_tier_or_says_what_is_missing() {
+    let _pins = pins_lock();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr");
     let mut child = minerguard()

@@ -479,7 +479,8 @@ static __always_inline void report(const struct mg_found *f, enum mg_mode mode,
 }
 
 /*
- * Whether a match is enforced (enforce mode, and not a host process under
+ * Whether a match is enforced (enforce mode or a layer that enforces whatever
+ * the mode, not a layer that only reports, and not a host process under
  * scope = "containers"), counted and reported with `action` if it is, as
  * audited if not. The caller enforces: -EPERM from an LSM hook, SIGKILL past
  * the point where an exec can fail.
