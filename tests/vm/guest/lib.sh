@@ -227,6 +227,19 @@ expect_ran() {
 	[ "$EXEC_RC" = 0 ] || fail "$1 did not run: status $EXEC_RC, stderr: $EXEC_ERR"
 }
 
+# exec_loop PROGRAM: until /tmp/stop-loop exists, run PROGRAM 0, one line per attempt in
+# /tmp/loop.out: "ok" if it ran, "denied" if it failed (or was killed). At most ~200 a
+# second: on a machine's own kernel (tests/native) an unpaced loop outruns what an agent may
+# write (delivery's rate limit) and goes through every pid. Run it in the background.
+exec_loop() {
+	_n=0
+	while [ ! -f /tmp/stop-loop ]; do
+		if "$1" 0 2>/dev/null; then echo ok; else echo denied; fi
+		_n=$((_n + 1))
+		[ $((_n % 20)) = 0 ] && sleep 0.1
+	done > /tmp/loop.out
+}
+
 # ---- Exec paths, memfd, long names, prefixes, containers (scenarios 20 and up) ----
 # The image has static helpers in /mg/bin (tests/vm/helpers): fexec, memfdexec, mgsleep.
 # Policies of these scenarios list "mg-sentinel" so that `sentinel` can flush the events.

@@ -7,20 +7,8 @@
 write_policy /tmp/policy.toml enforce xmrig
 cp /bin/sleep /tmp/xmrig
 
-# The exec loop: one line per attempt, "ok" if the exec ran, "denied" if it failed (or was
-# killed). At most ~200 a second: on a machine's own kernel (tests/native) an unpaced loop
-# outruns what an agent may write (delivery's rate limit) and goes through every pid.
-exec_loop() {
-	_n=0
-	while [ ! -f /tmp/stop-loop ]; do
-		if /tmp/xmrig 0 2>/dev/null; then echo ok; else echo denied; fi
-		_n=$((_n + 1))
-		[ $((_n % 20)) = 0 ] && sleep 0.1
-	done > /tmp/loop.out
-}
-
 start_agent /tmp/policy.toml
-exec_loop &
+exec_loop /tmp/xmrig &
 loop=$!
 sleep 2
 for round in 1 2; do

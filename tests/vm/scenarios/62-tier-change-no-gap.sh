@@ -6,18 +6,10 @@
 . /mg/lib.sh
 write_policy /tmp/policy.toml enforce xmrig
 cp /bin/sleep /tmp/xmrig
-exec_loop() {
-	_n=0
-	while [ ! -f /tmp/stop-loop ]; do
-		if /tmp/xmrig 0 2>/dev/null; then echo ok; else echo denied; fi
-		_n=$((_n + 1))
-		[ $((_n % 20)) = 0 ] && sleep 0.1
-	done > /tmp/loop.out
-}
 
 MG_TIER=lsm MG_EXPECT_TIER=lsm
 start_agent /tmp/policy.toml
-exec_loop &
+exec_loop /tmp/xmrig &
 loop=$!
 sleep 2
 for tier in kill fmod_ret; do
