@@ -71,11 +71,14 @@ enum mg_limit {
 	 * at its context switches, changes from one non-default mode to another
 	 * MG_RANDOMX_CHANGES times within MG_RANDOMX_WINDOW_MS. RandomX's CFROUND
 	 * sets one of the four modes at random thousands of times a second: half
-	 * of its switches show such a change. Threads watched at once (LRU) and
-	 * processes reported (LRU: once each).
+	 * of its switches show such a change, so it is seen after about 32 of its
+	 * switches (well under a second on a busy CPU; a thread alone on an idle
+	 * CPU is seldom switched out). The window keeps a program that changes
+	 * its rounding mode now and then from adding up over hours. Threads
+	 * watched at once (LRU) and processes reported (LRU: once each).
 	 */
 	MG_RANDOMX_CHANGES = 16,
-	MG_RANDOMX_WINDOW_MS = 10000,
+	MG_RANDOMX_WINDOW_MS = 60000,
 	MG_MAX_FPU_WATCHED = 16384,
 	MG_MAX_FPU_REPORTED = 4096,
 	/*
