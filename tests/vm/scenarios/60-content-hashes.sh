@@ -20,7 +20,7 @@ start_agent /tmp/policy.toml
 
 case $(uname -r) in
 5.10.*)
-	grep -q "cannot hash files in the hook" "$AGENT_LOG" || fail "the agent does not say hashes are unavailable"
+	grep -q "files cannot be hashed here" "$AGENT_LOG" || fail "the agent does not say hashes are unavailable"
 	grep -q '"sha256":"unavailable"' "$AGENT_LOG" || fail "the ready record does not say sha256 unavailable"
 	cp /tmp/h/miner-original /tmp/h/renamed
 	try_exec /mg/pidexec /tmp/h/renamed 0
