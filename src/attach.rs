@@ -186,6 +186,20 @@ pub fn choose(requested: Option<Tier>) -> Result<Tier> {
     }
     let mut refusals = Vec::new();
     for tier in Tier::ALL {
+        // Without bpf among the active LSMs the kernel never calls BPF-LSM programs: a trial
+        // could only fail, after patching kernel text twice for nothing. (With bpf listed,
+        // the trial still decides: a sandbox can list it and refuse the programs.)
+        if tier == Tier::Lsm {
+            if let Some(list) = active_lsms().filter(|l| !l.iter().any(|s| s == "bpf")) {
+                let why = format!(
+                    "bpf is not among the active LSMs ({}). {}",
+                    list.join(","),
+                    enable_hint(Some(&list))
+                );
+                refusals.push((tier, why));
+                continue;
+            }
+        }
         match trial(tier) {
             Ok(()) => {
                 for (weaker_than, why) in &refusals {

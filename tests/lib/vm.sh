@@ -59,8 +59,8 @@ vm_release_problem() {
 }
 
 # vm_boot NAME TAG LABEL INITRD APPEND: boot kernel NAME with INITRD, "console=ttyS0 panic=-1
-# quiet APPEND" as its command line, the console to $VM_LOG_DIR/DATE-NAME-TAG.log. LABEL says
-# what runs (for the header). If the boot broke down (no BOOT or no DONE line, timeout) and the
+# softlockup_panic=1 quiet APPEND" as its command line, the console to
+# $VM_LOG_DIR/DATE-NAME-TAG.log. LABEL says what runs (for the header). If the boot broke down (no BOOT or no DONE line, timeout) and the
 # console shows the TCG trap, boot once more. Sets the results listed above; returns 0.
 vm_boot() {
 	local name=$1 tag=$2 label=$3 initrd=$4 append=$5
@@ -68,10 +68,13 @@ vm_boot() {
 	echo "=== kernel $name ($VM_PACKAGE), $label" >&"$VM_OUT"
 	_vm_boot_once "$name" "$tag" "$initrd" "$append"
 	# Multi-threaded TCG can run an instruction the guest kernel is patching at that moment
-	# (text_poke's int3): seen once in four full runs, on 6.12. That is the emulator, not a
-	# result, so such a boot is tried once more; anything else fails at once.
-	if [ -n "$VM_PROBLEM" ] && [ -z "$VM_WRONG_KERNEL" ] && grep -aq "Oops: int3" "$VM_LOG"; then
-		echo "AGAIN $name $tag: the guest kernel trapped on code being patched (QEMU TCG); booting once more" >&2
+	# (text_poke's int3): seen once in four full runs, on 6.12, and, as both vCPUs spinning
+	# in the kernel (a soft lockup) while an agent attached its programs (5.10, once). That
+	# is the emulator, not a result, so such a boot is tried once more; anything else fails
+	# at once. softlockup_panic (below) turns the lockup into a panic, and so into an exit.
+	if [ -n "$VM_PROBLEM" ] && [ -z "$VM_WRONG_KERNEL" ] &&
+		grep -aqE "Oops: int3|soft lockup - CPU" "$VM_LOG"; then
+		echo "AGAIN $name $tag: the guest kernel trapped or locked up on code being patched (QEMU TCG); booting once more" >&2
 		_vm_boot_once "$name" "$tag-again" "$initrd" "$append"
 	fi
 	if [ -n "$VM_WRONG_KERNEL" ]; then
@@ -91,7 +94,7 @@ _vm_boot_once() {
 	set +e
 	timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 "${VM_ACCEL[@]}" -m "$VM_MEM" -nographic -no-reboot \
 		-pidfile "$pidfile" -kernel "$VM_VMLINUZ" -initrd "$initrd" \
-		-append "console=ttyS0 panic=-1 quiet $append" </dev/null 2>&1 |
+		-append "console=ttyS0 panic=-1 softlockup_panic=1 quiet $append" </dev/null 2>&1 |
 		while IFS= read -r line; do
 			line=${line%$'\r'}   # serial console line ends are \r\n
 			# The log keeps the raw console; <tag>HOST lines add host-side facts.
