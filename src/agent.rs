@@ -139,8 +139,7 @@ fn config_for(
         memfd_block: policy.memfd_block,
         has_prefixes: !lists.prefixes.is_empty(),
         identity: policy.identity,
-        // The kill tier has no mmap check: a mapping cannot be killed before it is used.
-        mmap: policy.mmap && tier != Tier::Kill,
+        mmap: policy.mmap && tier.checks_mmap(),
         argv: policy.argv.enabled,
         hash: optional.hashes && !policy.sha256.is_empty(),
         drift: optional.drift && policy.drift.mode != DriftMode::Off,
@@ -271,7 +270,7 @@ impl<'obj> Agent<'obj> {
                  overlay loaded before the agent starts); every other layer is enforced"
             );
         }
-        if tier == Tier::Kill && policy.mmap {
+        if !tier.checks_mmap() && policy.mmap {
             warn!(
                 tier = %tier,
                 "files mapped executable (the dynamic loader's launches, preloaded libraries) \
@@ -306,7 +305,7 @@ impl<'obj> Agent<'obj> {
             &opts,
             previous.as_ref(),
             (&lists, config, mode),
-            optional,
+            (tier, optional),
         );
         let links = match enforced {
             Ok(links) => links,
@@ -368,7 +367,7 @@ impl<'obj> Agent<'obj> {
         opts: &Options,
         previous: Option<&Previous>,
         policy: (&Lists, Config, Mode),
-        optional: Optional,
+        (tier, optional): (Tier, Optional),
     ) -> Result<Links> {
         let (lists, config, mode) = policy;
         let fresh = Lists::default();
@@ -377,7 +376,6 @@ impl<'obj> Agent<'obj> {
         if opts.fail_after_policy {
             bail!("failing the start after applying the policy, as --fail-after-policy asks");
         }
-        let tier = config.tier.context("the config names no tier")?;
         let mut links = attach::attach(skel, tier, optional)?;
         attach::probe(&skel.maps, config, tier)?;
         pins::install(skel, &mut links, previous.is_some())?;

@@ -417,7 +417,8 @@ pub fn attach(skel: &MinerguardSkel<'_>, tier: Tier, optional: Optional) -> Resu
 pub fn probe(maps: &MinerguardMaps<'_>, config: Config, tier: Tier) -> Result<()> {
     // The exec probe first: when the tier cannot enforce here, its error says what to change.
     exec_probe(maps, tier)?;
-    if config.mmap && tier != Tier::Kill {
+    // (Off on the kill tier: config_for.)
+    if config.mmap {
         let names = &maps.mg_names;
         maps::insert_probe(names)?;
         let outcome = mmap_probe();

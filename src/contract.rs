@@ -71,6 +71,12 @@ impl Tier {
         }
     }
 
+    /// Whether the tier checks files mapped executable: the kill tier cannot (a mapping
+    /// cannot be killed before it is used).
+    pub fn checks_mmap(self) -> bool {
+        self != Tier::Kill
+    }
+
     /// `None` for 0 (never written) or a value this version does not know.
     pub fn from_raw(raw: u32) -> Option<Tier> {
         Tier::ALL.into_iter().find(|t| t.raw().0 == raw)

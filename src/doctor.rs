@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::attach;
 use crate::contract::Tier;
+use crate::pins;
 
 #[derive(Serialize)]
 struct TierCheck {
@@ -59,15 +60,6 @@ fn lockdown() -> Option<String> {
     Some(text[start..end].to_string())
 }
 
-/// Whether a filesystem of `fstype` is mounted at `at` (anywhere, if `at` is None).
-fn mounted(fstype: &str, at: Option<&str>) -> bool {
-    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    mounts.lines().any(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        f.len() > 2 && f[2] == fstype && at.is_none_or(|at| f[1] == at)
-    })
-}
-
 fn systemd_unit() -> Option<String> {
     if !Path::new("/run/systemd/system").exists() {
         return None;
@@ -111,17 +103,21 @@ fn examine() -> Report {
             .to_string(),
         btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
         lockdown,
-        bpffs: mounted("bpf", Some("/sys/fs/bpf")),
-        cgroup_v2: mounted("cgroup2", None),
+        bpffs: pins::is_mounted("bpf", Some("/sys/fs/bpf")),
+        cgroup_v2: pins::is_mounted("cgroup2", None),
         ima: attach::hashes_supported(),
         overlay_btf: attach::drift_supported(),
-        layers: tier.map(|tier| Layers {
-            names: true,
-            mmap: tier != Tier::Kill,
-            arguments: true,
-            identity: true,
-            hashes: tier == Tier::Lsm && attach::hashes_supported(),
-            drift: tier == Tier::Lsm && attach::drift_supported(),
+        layers: tier.map(|tier| {
+            // As the agent decides them on this tier.
+            let optional = attach::Optional::detect(tier);
+            Layers {
+                names: true,
+                mmap: tier.checks_mmap(),
+                arguments: true,
+                identity: true,
+                hashes: optional.hashes,
+                drift: optional.drift,
+            }
         }),
         tier,
         tiers,

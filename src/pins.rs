@@ -138,14 +138,18 @@ pub fn config_path() -> PathBuf {
     map_path(&CONFIG)
 }
 
-pub fn ensure_bpffs() -> Result<()> {
+/// Whether a filesystem of `fstype` is mounted at `at` (anywhere, if `at` is None).
+pub fn is_mounted(fstype: &str, at: Option<&str>) -> bool {
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    if mounts.lines().any(|l| {
-        let mut fields = l.split(' ');
-        fields.next().is_some()
-            && fields.next() == Some("/sys/fs/bpf")
-            && fields.next() == Some("bpf")
-    }) {
+    mounts.lines().any(|l| {
+        let mut fields = l.split(' ').skip(1);
+        let (dir, kind) = (fields.next(), fields.next());
+        kind == Some(fstype) && at.is_none_or(|at| dir == Some(at))
+    })
+}
+
+pub fn ensure_bpffs() -> Result<()> {
+    if is_mounted("bpf", Some("/sys/fs/bpf")) {
         return Ok(());
     }
     nix::mount::mount(
