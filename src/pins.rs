@@ -397,16 +397,19 @@ pub fn install(skel: &mut MinerguardSkel<'_>, links: &mut Links, adopted: bool) 
     Ok(())
 }
 
-/// The links through which a minerguard program checks execs or mappings, as the kernel
-/// lists them.
-fn attached_links() -> usize {
+/// minerguard's hook programs the kernel still holds, and the links attaching them. A
+/// link's id goes before the kernel detaches its program (the release runs from a work
+/// queue, and under emulation patching the trampoline back takes a while); the program's id
+/// goes only after: a detach is complete when the program is gone.
+fn loaded_hooks() -> (usize, usize) {
     let ours: Vec<u32> = libbpf_rs::query::ProgInfoIter::default()
         .filter(|p| HOOK_PROGRAMS.iter().any(|name| p.name == *name))
         .map(|p| p.id)
         .collect();
-    libbpf_rs::query::LinkInfoIter::default()
+    let links = libbpf_rs::query::LinkInfoIter::default()
         .filter(|l| ours.contains(&l.prog_id))
-        .count()
+        .count();
+    (ours.len(), links)
 }
 
 /// Removes every pin, the link first, then waits (up to 10 s) until the kernel has really
@@ -440,14 +443,22 @@ pub fn remove() -> Result<bool> {
     fs::remove_dir_all(PIN_DIR).with_context(|| format!("removing {PIN_DIR}"))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let links = attached_links();
-        if links == 0 {
+        let (programs, links) = loaded_hooks();
+        if programs == 0 {
             return Ok(true);
         }
         if Instant::now() > deadline {
+            if links > 0 {
+                bail!(
+                    "the pins are removed, but the kernel still has {links} link(s) of \
+                     minerguard's programs attached: a process holds one open (find it with \
+                     `bpftool link`)"
+                );
+            }
             bail!(
-                "the pins are removed, but the kernel still has {links} link(s) of minerguard's \
-                 program attached: a process holds one open (find it with `bpftool link`)"
+                "the pins are removed and nothing is attached, but {programs} of minerguard's \
+                 programs are still loaded: a process holds one open (find it with `bpftool \
+                 prog`)"
             );
         }
         std::thread::sleep(Duration::from_millis(50));
