@@ -20,7 +20,7 @@ use crate::bpf::{MinerguardMaps, MinerguardSkel, MinerguardSkelBuilder};
 use crate::contract::Tier;
 use crate::delivery;
 use crate::enrich;
-use crate::maps::{self, Config, ListMaps, Lists};
+use crate::maps::{self, Config, Layer, ListMaps, Lists};
 use crate::metrics;
 use crate::output;
 use crate::pins;
@@ -125,6 +125,21 @@ pub struct Agent<'obj> {
     _lock: pins::Lock,
 }
 
+/// What the ready record says of a behaviour layer: its mode, or "unavailable".
+fn layer_state(setting: Option<LayerMode>, mode: Mode, available: bool) -> &'static str {
+    if !available {
+        return "unavailable";
+    }
+    setting.map_or(mode.as_str(), LayerMode::as_str)
+}
+
+/// Logs each `[behavior] allow_*` entry that does not exist here (it allows nothing).
+fn warn_unresolved(policy: &Policy) {
+    for problem in maps::resolve_tuning_allow(&policy.behavior).1 {
+        warn!(%problem, "[behavior] allow entry not found on this node: it allows nothing");
+    }
+}
+
 /// The config entry a policy asks for.
 /// `optional`: which optional programs this kernel has loaded.
 fn config_for(
@@ -139,14 +154,14 @@ fn config_for(
         memfd_block: policy.memfd_block,
         has_prefixes: !lists.prefixes.is_empty(),
         identity: policy.identity,
-        mmap: policy.mmap && tier.checks_mmap(),
+        mmap: policy.mmap && tier.denies_calls(),
         argv: policy.argv.enabled,
         hash: optional.hashes && !policy.sha256.is_empty(),
         drift: optional.drift && policy.drift.mode != DriftMode::Off,
         drift_audit: policy.drift.mode == DriftMode::Audit,
-        randomx: policy.randomx != Some(LayerMode::Off),
-        randomx_audit: policy.randomx == Some(LayerMode::Audit),
-        randomx_enforce: policy.randomx == Some(LayerMode::Enforce),
+        randomx: Layer::from_policy(policy.behavior.randomx, true),
+        msr: Layer::from_policy(policy.behavior.msr, tier.denies_calls()),
+        hugepages: Layer::from_policy(policy.behavior.hugepages, tier.denies_calls()),
         host_mnt_ns,
         agent_pid: Some(std::process::id()),
         tier: Some(tier),
@@ -163,6 +178,7 @@ fn list_maps<'a>(maps: &'a MinerguardMaps<'_>) -> ListMaps<'a> {
         domains: &maps.mg_domains,
         hashes: &maps.mg_hashes,
         drift_allow: &maps.mg_drift_allow,
+        tuning_allow: &maps.mg_tuning_allow,
     }
 }
 
@@ -188,9 +204,9 @@ fn move_policy(
         drift: config.drift || old_config.drift,
         // Report-only in between only if both are: block wins.
         drift_audit: config.drift_audit && old_config.drift_audit,
-        randomx: config.randomx || old_config.randomx,
-        randomx_audit: config.randomx_audit && old_config.randomx_audit,
-        randomx_enforce: config.randomx_enforce || old_config.randomx_enforce,
+        randomx: config.randomx.union(old_config.randomx),
+        msr: config.msr.union(old_config.msr),
+        hugepages: config.hugepages.union(old_config.hugepages),
         ..config
     };
     maps::write_config(&maps.mg_config, interim)?;
@@ -270,13 +286,22 @@ impl<'obj> Agent<'obj> {
                  overlay loaded before the agent starts); every other layer is enforced"
             );
         }
-        if !tier.checks_mmap() && policy.mmap {
+        if !tier.denies_calls() && policy.mmap {
             warn!(
                 tier = %tier,
                 "files mapped executable (the dynamic loader's launches, preloaded libraries) \
                  are not checked on the kill tier: that needs the lsm or fmod_ret tier"
             );
         }
+        let tuning = [policy.behavior.msr, policy.behavior.hugepages];
+        if !tier.denies_calls() && tuning.iter().any(|m| *m != Some(LayerMode::Off)) {
+            warn!(
+                tier = %tier,
+                "MSR writes and huge-page reservations are not checked on the kill tier (an \
+                 open cannot be killed before it returns): that needs the lsm or fmod_ret tier"
+            );
+        }
+        warn_unresolved(&policy);
         if !optional.hashes && !policy.sha256.is_empty() {
             warn!(
                 sha256 = policy.sha256.len(),
@@ -339,7 +364,9 @@ impl<'obj> Agent<'obj> {
             argv = config.argv,
             sha256 = if optional.hashes { lists.hashes.len().to_string() } else { "unavailable".to_string() },
             drift = if optional.drift { policy.drift.mode.as_str() } else { "unavailable" },
-            randomx = policy.randomx.map_or(mode.as_str(), LayerMode::as_str),
+            randomx = layer_state(policy.behavior.randomx, mode, true),
+            msr = layer_state(policy.behavior.msr, mode, tier.denies_calls()),
+            hugepages = layer_state(policy.behavior.hugepages, mode, tier.denies_calls()),
             policy = %opts.policy.display(),
             "minerguard ready"
         );
@@ -505,6 +532,7 @@ impl Agent<'_> {
             }
         };
         let new = Lists::from_policy(&policy);
+        warn_unresolved(&policy);
         let optional = Optional {
             hashes: self._links.hash.is_some(),
             drift: self._links.drift.is_some(),

@@ -138,8 +138,10 @@ pub fn select(open: &mut OpenMinerguardSkel<'_>, tier: Tier, optional: Optional)
     let progs = &mut open.progs;
     progs.mg_bprm_check.set_autoload(tier == Tier::Lsm);
     progs.mg_mmap_file.set_autoload(tier == Tier::Lsm);
+    progs.mg_file_open.set_autoload(tier == Tier::Lsm);
     progs.mg_bprm_fmod.set_autoload(tier == Tier::FmodRet);
     progs.mg_mmap_fmod.set_autoload(tier == Tier::FmodRet);
+    progs.mg_open_fmod.set_autoload(tier == Tier::FmodRet);
     progs.mg_exec_kill.set_autoload(tier == Tier::Kill);
     progs.mg_bprm_hash.set_autoload(optional.hashes);
     progs.mg_mmap_hash.set_autoload(optional.hashes);
@@ -297,6 +299,8 @@ pub struct Links {
     pub exec: Link,
     /// mmap_file: files mapped executable (none on the kill tier).
     pub mmap: Option<Link>,
+    /// file_open: MSR and huge-page files opened for writing (none on the kill tier).
+    pub open: Option<Link>,
     /// sched_process_exec: the arguments an exec passed.
     pub argv: Link,
     /// x86_fpu_regs_activated: the behaviour layer (RandomX's rounding modes).
@@ -366,17 +370,25 @@ pub fn attach(skel: &MinerguardSkel<'_>, tier: Tier, optional: Optional) -> Resu
             "attaching the behaviour check to the x86_fpu_regs_activated tracepoint failed ({e})"
         )
     })?;
-    let mmap_check = match tier {
-        Tier::Lsm => Some(&skel.progs.mg_mmap_file),
-        Tier::FmodRet => Some(&skel.progs.mg_mmap_fmod),
+    // The checks that make a call fail, where the tier can.
+    let calls = match tier {
+        Tier::Lsm => Some((&skel.progs.mg_mmap_file, &skel.progs.mg_file_open)),
+        Tier::FmodRet => Some((&skel.progs.mg_mmap_fmod, &skel.progs.mg_open_fmod)),
         Tier::Kill => None,
     };
-    let mmap = mmap_check
-        .map(|prog| {
-            prog.attach()
-                .map_err(|e| attach_refused(tier, "mmap check", e))
-        })
-        .transpose()?;
+    let (mmap, open) = match calls {
+        Some((mmap, open)) => (
+            Some(
+                mmap.attach()
+                    .map_err(|e| attach_refused(tier, "mmap check", e))?,
+            ),
+            Some(
+                open.attach()
+                    .map_err(|e| attach_refused(tier, "file-open check", e))?,
+            ),
+        ),
+        None => (None, None),
+    };
     let exec = exec_check(skel, tier)
         .attach()
         .map_err(|e| attach_refused(tier, "exec check", e))?;
@@ -404,6 +416,7 @@ pub fn attach(skel: &MinerguardSkel<'_>, tier: Tier, optional: Optional) -> Resu
         tier,
         exec,
         mmap,
+        open,
         argv,
         behavior,
         hash,

@@ -230,6 +230,10 @@ pub fn check(path: &Path) -> ExitCode {
                 p.patterns(),
                 p.mode
             );
+            // Valid, but worth knowing before it is deployed here.
+            for problem in crate::maps::resolve_tuning_allow(&p.behavior).1 {
+                eprintln!("warning: [behavior] {problem}: on this node it allows nothing");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

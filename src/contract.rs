@@ -9,14 +9,14 @@ use std::mem::size_of;
 use anyhow::{bail, Result};
 
 pub use crate::bpf::types::{
-    mg_action, mg_arg_kind, mg_arg_rule, mg_arg_value, mg_config, mg_config_flag, mg_event,
-    mg_hook, mg_identity, mg_limit, mg_match, mg_mode, mg_name, mg_name_kind, mg_prefix, mg_scope,
-    mg_sha256, mg_stat, mg_tier,
+    mg_action, mg_allow_key, mg_allow_kind, mg_arg_kind, mg_arg_rule, mg_arg_value, mg_config,
+    mg_config_flag, mg_event, mg_hook, mg_identity, mg_limit, mg_match, mg_mode, mg_name,
+    mg_name_kind, mg_prefix, mg_scope, mg_sha256, mg_stat, mg_tier,
 };
 
 /// Bump when a type of `minerguard.h` changes layout: maps pinned by an agent of another ABI
 /// are then replaced, not adopted. `tests::abi_fingerprint_is_current` guards it.
-pub const ABI: u32 = 7;
+pub const ABI: u32 = 8;
 
 /// Longest listed name in bytes (the key keeps one byte for the NUL).
 pub const NAME_MAX_BYTES: usize = mg_limit::MG_NAME_LEN.0 as usize - 1;
@@ -30,6 +30,7 @@ pub const MAX_DOMAINS: usize = mg_limit::MG_MAX_DOMAINS.0 as usize;
 pub const MAX_HASHES: usize = mg_limit::MG_MAX_HASHES.0 as usize;
 pub const SHA256_LEN: usize = mg_limit::MG_SHA256_LEN.0 as usize;
 pub const MAX_DRIFT_ALLOW: usize = mg_limit::MG_MAX_DRIFT_ALLOW.0 as usize;
+pub const MAX_TUNING_ALLOW: usize = mg_limit::MG_MAX_TUNING_ALLOW.0 as usize;
 /// The argument the functional probe passes: the rules map lists it as MG_ARG_PROBE, so the
 /// process that receives it is killed before it runs, whatever the mode.
 pub const ARGV_PROBE: &str = "--minerguard-argv-probe";
@@ -71,9 +72,10 @@ impl Tier {
         }
     }
 
-    /// Whether the tier checks files mapped executable: the kill tier cannot (a mapping
-    /// cannot be killed before it is used).
-    pub fn checks_mmap(self) -> bool {
+    /// Whether the tier can make a call fail (EPERM), which the checks of files mapped
+    /// executable and of files opened for writing need: the kill tier cannot (a mapping or an
+    /// open cannot be killed before it returns).
+    pub fn denies_calls(self) -> bool {
         self != Tier::Kill
     }
 
@@ -98,6 +100,7 @@ unsafe impl plain::Plain for mg_prefix {}
 unsafe impl plain::Plain for mg_arg_rule {}
 unsafe impl plain::Plain for mg_arg_value {}
 unsafe impl plain::Plain for mg_sha256 {}
+unsafe impl plain::Plain for mg_allow_key {}
 unsafe impl plain::Plain for mg_name_kind {}
 unsafe impl plain::Plain for mg_identity {}
 
@@ -286,6 +289,7 @@ mod tests {
                 size,
                 name
             }),
+            rust_layout!(mg_allow_key { id, dev, kind }),
             rust_layout!(mg_fpu_watch {
                 window_start_ns,
                 changes,
@@ -369,6 +373,14 @@ mod tests {
             maps.mg_drift_allow.max_entries() as usize,
             2 * MAX_DRIFT_ALLOW
         );
+        assert_eq!(
+            maps.mg_tuning_allow.max_entries() as usize,
+            2 * MAX_TUNING_ALLOW
+        );
+        assert_eq!(
+            maps.mg_tuning_allow.key_size() as usize,
+            size_of::<mg_allow_key>()
+        );
         assert_eq!(maps.mg_hashes.key_size() as usize, SHA256_LEN);
         assert_eq!(
             maps.mg_arg_rules.value_size() as usize,
@@ -404,7 +416,7 @@ mod tests {
         });
         assert_eq!(
             (ABI, fingerprint),
-            (7, 4503368544290890775),
+            (8, 6820035120181349797),
             "layout: {text}"
         );
     }

@@ -30,6 +30,10 @@ struct Layers {
     identity: bool,
     hashes: bool,
     drift: bool,
+    /// RandomX's rounding-mode pattern (every tier: it kills from a tracepoint).
+    randomx: bool,
+    /// MSR writes and huge-page reservations (files opened for writing: lsm, fmod_ret).
+    tuning: bool,
 }
 
 #[derive(Serialize)]
@@ -112,11 +116,13 @@ fn examine() -> Report {
             let optional = attach::Optional::detect(tier);
             Layers {
                 names: true,
-                mmap: tier.checks_mmap(),
+                mmap: tier.denies_calls(),
                 arguments: true,
                 identity: true,
                 hashes: optional.hashes,
                 drift: optional.drift,
+                randomx: true,
+                tuning: tier.denies_calls(),
             }
         }),
         tier,
@@ -217,10 +223,11 @@ fn print(r: &Report) {
     match (&r.tier, &r.layers) {
         (Some(tier), Some(l)) => println!(
             "would run:    tier {tier}; layers: names yes, mmap {}, arguments yes, identity yes, \
-             hashes {}, drift {}",
+             hashes {}, drift {}, randomx yes, msr and huge pages {}",
             yes(l.mmap),
             yes(l.hashes),
-            yes(l.drift)
+            yes(l.drift),
+            yes(l.tuning)
         ),
         _ => println!("would run:    nothing: no tier can enforce"),
     }

@@ -52,6 +52,10 @@ pub enum MatchedOn {
     Drift,
     /// The process computes like RandomX: its rounding mode keeps changing.
     Randomx,
+    /// An MSR device, or the msr module's allow_writes, opened for writing.
+    Msr,
+    /// A huge-page reservation file opened for writing from a container.
+    Hugepages,
 }
 
 impl MatchedOn {
@@ -68,6 +72,8 @@ impl MatchedOn {
             MatchedOn::Hash => "hash",
             MatchedOn::Drift => "drift",
             MatchedOn::Randomx => "randomx",
+            MatchedOn::Msr => "msr",
+            MatchedOn::Hugepages => "hugepages",
         }
     }
 }
@@ -81,6 +87,8 @@ pub enum Hook {
     Mmap,
     /// A thread switched out (the behaviour layer).
     Switch,
+    /// A file opened for writing.
+    Open,
 }
 
 impl Hook {
@@ -89,6 +97,7 @@ impl Hook {
             Hook::Exec => "exec",
             Hook::Mmap => "mmap",
             Hook::Switch => "context_switch",
+            Hook::Open => "open",
         }
     }
 }
@@ -142,12 +151,15 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         mg_match::MG_MATCH_HASH => MatchedOn::Hash,
         mg_match::MG_MATCH_DRIFT => MatchedOn::Drift,
         mg_match::MG_MATCH_RANDOMX => MatchedOn::Randomx,
+        mg_match::MG_MATCH_MSR => MatchedOn::Msr,
+        mg_match::MG_MATCH_HUGEPAGES => MatchedOn::Hugepages,
         other => bail!("unknown match kind {} in an event", other.0),
     };
     let hook = match mg_hook(u32::from(raw.hook)) {
         mg_hook::MG_HOOK_EXEC => Hook::Exec,
         mg_hook::MG_HOOK_MMAP => Hook::Mmap,
         mg_hook::MG_HOOK_SWITCH => Hook::Switch,
+        mg_hook::MG_HOOK_OPEN => Hook::Open,
         other => bail!("unknown hook {} in an event", other.0),
     };
     let tier = Tier::from_raw(u32::from(raw.tier))
@@ -255,6 +267,8 @@ pub(crate) mod tests {
             (mg_match::MG_MATCH_HASH, "hash"),
             (mg_match::MG_MATCH_DRIFT, "drift"),
             (mg_match::MG_MATCH_RANDOMX, "randomx"),
+            (mg_match::MG_MATCH_MSR, "msr"),
+            (mg_match::MG_MATCH_HUGEPAGES, "hugepages"),
         ] {
             let mut raw = raw_blocked_xmrig();
             raw[at..at + 4].copy_from_slice(&kind.0.to_ne_bytes());
@@ -284,6 +298,10 @@ pub(crate) mod tests {
         assert_eq!(decode(&raw).unwrap().hook, Hook::Exec);
         raw[at] = mg_hook::MG_HOOK_MMAP.0 as u8;
         assert_eq!(decode(&raw).unwrap().hook.as_str(), "mmap");
+        raw[at] = mg_hook::MG_HOOK_SWITCH.0 as u8;
+        assert_eq!(decode(&raw).unwrap().hook.as_str(), "context_switch");
+        raw[at] = mg_hook::MG_HOOK_OPEN.0 as u8;
+        assert_eq!(decode(&raw).unwrap().hook.as_str(), "open");
         raw[at] = 7;
         assert!(decode(&raw).is_err());
     }

@@ -8,11 +8,11 @@ use libbpf_rs::{MapCore, MapFlags};
 use serde::Serialize;
 
 use crate::contract::{
-    bytes, from_bytes, mg_arg_kind, mg_arg_rule, mg_arg_value, mg_config, mg_config_flag,
-    mg_identity, mg_mode, mg_name, mg_name_kind, mg_prefix, mg_scope, mg_sha256, mg_stat, mg_tier,
-    Tier, ARGV_PROBE, PROBE_NAME,
+    bytes, from_bytes, mg_allow_key, mg_allow_kind, mg_arg_kind, mg_arg_rule, mg_arg_value,
+    mg_config, mg_config_flag, mg_identity, mg_mode, mg_name, mg_name_kind, mg_prefix, mg_scope,
+    mg_sha256, mg_stat, mg_tier, Tier, ARGV_PROBE, PROBE_NAME,
 };
-use crate::policy::{Mode, Policy, Scope};
+use crate::policy::{Behavior, LayerMode, Mode, Policy, Scope};
 
 /// Conversions between a policy enum and its contract enum, both ways (the kernel's value
 /// may be one this build does not know: an error, never a guess).
@@ -58,6 +58,67 @@ pub struct Lists {
     pub hashes: BTreeSet<String>,
     /// Path prefixes from which drift is allowed.
     pub drift_allow: BTreeSet<String>,
+    /// Programs and cgroups that may tune (`[behavior] allow_*`), as the kernel knows them:
+    /// `program:DEV:INO` (a file's device in the kernel's encoding, its inode) or `cgroup:ID`.
+    pub tuning_allow: BTreeSet<String>,
+}
+
+/// Where the cgroup v2 hierarchy is mounted: `allow_cgroups` paths are under it.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// `[behavior] allow_*` resolved to what the kernel compares (see `Lists::tuning_allow`), and
+/// one line for each entry that does not exist on this node (a tool not installed here is not
+/// an error: a fleet shares one policy).
+pub fn resolve_tuning_allow(behavior: &Behavior) -> (BTreeSet<String>, Vec<String>) {
+    use nix::sys::stat::{major, minor};
+    use std::os::unix::fs::MetadataExt;
+    let (mut resolved, mut missing) = (BTreeSet::new(), Vec::new());
+    for path in &behavior.allow_programs {
+        match std::fs::metadata(path) {
+            // The kernel's dev_t: the major above 20 bits of minor (kdev_t.h).
+            Ok(m) => resolved.insert(format!(
+                "program:{}:{}",
+                (major(m.dev()) << 20) | minor(m.dev()),
+                m.ino()
+            )),
+            Err(e) => {
+                missing.push(format!("allow_programs entry {path}: {e}"));
+                continue;
+            }
+        };
+    }
+    for path in &behavior.allow_cgroups {
+        let full = format!("{CGROUP_ROOT}{}", path.trim_end_matches('/'));
+        match std::fs::metadata(&full) {
+            // A cgroup v2's id is its directory's inode number.
+            Ok(m) => resolved.insert(format!("cgroup:{}", m.ino())),
+            Err(e) => {
+                missing.push(format!("allow_cgroups entry {path} ({full}): {e}"));
+                continue;
+            }
+        };
+    }
+    (resolved, missing)
+}
+
+/// A `Lists::tuning_allow` entry as its map key (anything unparsable: a key that matches
+/// nothing, never written by `resolve_tuning_allow`).
+fn tuning_allow_key(entry: &str) -> Vec<u8> {
+    let mut key = mg_allow_key::default();
+    let mut parts = entry.split(':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("program"), Some(dev), Some(ino)) => {
+            key.kind = mg_allow_kind::MG_ALLOW_PROGRAM;
+            key.dev = dev.parse().unwrap_or(0);
+            key.id = ino.parse().unwrap_or(0);
+        }
+        (Some("cgroup"), Some(id), None) => {
+            key.kind = mg_allow_kind::MG_ALLOW_CGROUP;
+            key.id = id.parse().unwrap_or(0);
+        }
+        _ => {}
+    }
+    bytes(&key).to_vec()
 }
 
 /// The kinds of argument rules, as `Lists::arg_rules` spells them.
@@ -122,6 +183,7 @@ impl Lists {
             domains,
             hashes: policy.sha256.iter().cloned().collect(),
             drift_allow: policy.drift.allow.iter().cloned().collect(),
+            tuning_allow: resolve_tuning_allow(&policy.behavior).0,
         }
     }
 
@@ -245,6 +307,19 @@ const DRIFT_ALLOW: Table = Table {
     ..PREFIXES
 };
 
+const TUNING_ALLOW: Table = Table {
+    what: "tuning allow",
+    key: tuning_allow_key,
+    value: |_| 1u32.to_ne_bytes().to_vec(),
+    decode: |key, _| {
+        let key: mg_allow_key = from_bytes(key)?;
+        match key.kind {
+            mg_allow_kind::MG_ALLOW_PROGRAM => Ok(format!("program:{}:{}", key.dev, key.id)),
+            mg_allow_kind::MG_ALLOW_CGROUP => Ok(format!("cgroup:{}", key.id)),
+            other => bail!("unknown tuning allow kind {}", other.0),
+        }
+    },
+};
 const DOMAINS: Table = Table {
     what: "pool domains",
     key: |d| bytes(&mg_prefix::new(&reversed(d))).to_vec(),
@@ -326,6 +401,7 @@ pub struct ListMaps<'a> {
     pub domains: &'a dyn MapCore,
     pub hashes: &'a dyn MapCore,
     pub drift_allow: &'a dyn MapCore,
+    pub tuning_allow: &'a dyn MapCore,
 }
 
 impl ListMaps<'_> {
@@ -340,6 +416,7 @@ impl ListMaps<'_> {
             domains: read(self.domains, &DOMAINS),
             hashes: read(self.hashes, &HASHES),
             drift_allow: read(self.drift_allow, &DRIFT_ALLOW),
+            tuning_allow: read(self.tuning_allow, &TUNING_ALLOW),
         }
     }
 
@@ -385,6 +462,12 @@ impl ListMaps<'_> {
                 &DRIFT_ALLOW,
                 &old.drift_allow,
                 &new.drift_allow,
+            ),
+            (
+                self.tuning_allow,
+                &TUNING_ALLOW,
+                &old.tuning_allow,
+                &new.tuning_allow,
             ),
         ] {
             change(map, table, adding, old, new)?;
@@ -470,6 +553,71 @@ pub fn delete_probe(names: &dyn MapCore) -> Result<()> {
         .context("removing the probe name from the kernel names map")
 }
 
+/// A behaviour layer's three bits: checked at all, then only reported or stopped whatever
+/// the mode (neither: the mode decides).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Layer {
+    pub on: bool,
+    pub audit: bool,
+    pub enforce: bool,
+}
+
+impl Layer {
+    /// `mode`: the policy's setting (`None`: follows the mode); `available`: whether the
+    /// kernel can run the layer's check with this tier.
+    pub fn from_policy(mode: Option<LayerMode>, available: bool) -> Layer {
+        Layer {
+            on: available && mode != Some(LayerMode::Off),
+            audit: mode == Some(LayerMode::Audit),
+            enforce: mode == Some(LayerMode::Enforce),
+        }
+    }
+
+    /// While a reload moves from `self` to `other`: on if either is, stopping wins over
+    /// reporting.
+    pub fn union(self, other: Layer) -> Layer {
+        Layer {
+            on: self.on || other.on,
+            audit: self.audit && other.audit,
+            enforce: self.enforce || other.enforce,
+        }
+    }
+
+    fn bits(self, flags: [mg_config_flag; 3]) -> [(bool, mg_config_flag); 3] {
+        [
+            (self.on, flags[0]),
+            (self.audit, flags[1]),
+            (self.enforce, flags[2]),
+        ]
+    }
+
+    fn from_bits(raw: mg_config_flag, flags: [mg_config_flag; 3]) -> Layer {
+        let on = |flag: mg_config_flag| raw.0 & flag.0 != 0;
+        Layer {
+            on: on(flags[0]),
+            audit: on(flags[1]),
+            enforce: on(flags[2]),
+        }
+    }
+}
+
+/// Each behaviour layer's bits in `mg_config.flags`: on, audit, enforce.
+const RANDOMX_FLAGS: [mg_config_flag; 3] = [
+    mg_config_flag::MG_CONFIG_RANDOMX,
+    mg_config_flag::MG_CONFIG_RANDOMX_AUDIT,
+    mg_config_flag::MG_CONFIG_RANDOMX_ENFORCE,
+];
+const MSR_FLAGS: [mg_config_flag; 3] = [
+    mg_config_flag::MG_CONFIG_MSR,
+    mg_config_flag::MG_CONFIG_MSR_AUDIT,
+    mg_config_flag::MG_CONFIG_MSR_ENFORCE,
+];
+const HUGEPAGES_FLAGS: [mg_config_flag; 3] = [
+    mg_config_flag::MG_CONFIG_HUGEPAGES,
+    mg_config_flag::MG_CONFIG_HUGEPAGES_AUDIT,
+    mg_config_flag::MG_CONFIG_HUGEPAGES_ENFORCE,
+];
+
 /// The config map's single entry (the mode has a map of its own: `write_mode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
@@ -490,12 +638,12 @@ pub struct Config {
     pub drift: bool,
     /// ...and only report them.
     pub drift_audit: bool,
-    /// Watch for RandomX's rounding-mode pattern...
-    pub randomx: bool,
-    /// ...and only report it...
-    pub randomx_audit: bool,
-    /// ...or stop it whatever the mode.
-    pub randomx_enforce: bool,
+    /// RandomX's rounding-mode pattern.
+    pub randomx: Layer,
+    /// MSR devices and the msr module's allow_writes opened for writing.
+    pub msr: Layer,
+    /// Huge-page reservation files opened for writing from containers.
+    pub hugepages: Layer,
     /// Mount namespace inode of PID 1: processes in it are the host's.
     pub host_mnt_ns: u32,
     /// The daemon that owns the pinned program, if one runs.
@@ -521,9 +669,14 @@ impl Config {
     }
 
     /// Each switch beside its bit of `mg_config.flags`.
-    fn flags(&self) -> [(bool, mg_config_flag); 11] {
+    fn flags(&self) -> Vec<(bool, mg_config_flag)> {
         use mg_config_flag as F;
-        [
+        let layers = [
+            self.randomx.bits(RANDOMX_FLAGS),
+            self.msr.bits(MSR_FLAGS),
+            self.hugepages.bits(HUGEPAGES_FLAGS),
+        ];
+        let switches = [
             (self.memfd_block, F::MG_CONFIG_MEMFD_BLOCK),
             (self.has_prefixes, F::MG_CONFIG_PREFIXES),
             (self.identity, F::MG_CONFIG_IDENTITY),
@@ -532,10 +685,11 @@ impl Config {
             (self.hash, F::MG_CONFIG_HASH),
             (self.drift, F::MG_CONFIG_DRIFT),
             (self.drift_audit, F::MG_CONFIG_DRIFT_AUDIT),
-            (self.randomx, F::MG_CONFIG_RANDOMX),
-            (self.randomx_audit, F::MG_CONFIG_RANDOMX_AUDIT),
-            (self.randomx_enforce, F::MG_CONFIG_RANDOMX_ENFORCE),
-        ]
+        ];
+        switches
+            .into_iter()
+            .chain(layers.into_iter().flatten())
+            .collect()
     }
 
     fn from_raw(raw: mg_config) -> Result<Config> {
@@ -551,9 +705,9 @@ impl Config {
             hash: on(F::MG_CONFIG_HASH),
             drift: on(F::MG_CONFIG_DRIFT),
             drift_audit: on(F::MG_CONFIG_DRIFT_AUDIT),
-            randomx: on(F::MG_CONFIG_RANDOMX),
-            randomx_audit: on(F::MG_CONFIG_RANDOMX_AUDIT),
-            randomx_enforce: on(F::MG_CONFIG_RANDOMX_ENFORCE),
+            randomx: Layer::from_bits(raw.flags, RANDOMX_FLAGS),
+            msr: Layer::from_bits(raw.flags, MSR_FLAGS),
+            hugepages: Layer::from_bits(raw.flags, HUGEPAGES_FLAGS),
             host_mnt_ns: raw.host_mnt_ns,
             agent_pid: (raw.agent_pid != 0).then_some(raw.agent_pid),
             tier: Tier::from_raw(raw.tier.0),
@@ -641,9 +795,9 @@ mod tests {
             hash: false,
             drift: false,
             drift_audit: false,
-            randomx: false,
-            randomx_audit: false,
-            randomx_enforce: false,
+            randomx: Layer::default(),
+            msr: Layer::default(),
+            hugepages: Layer::default(),
             host_mnt_ns: 0,
             agent_pid: None,
             tier: None,
@@ -672,9 +826,21 @@ mod tests {
             hash: true,
             drift: true,
             drift_audit: true,
-            randomx: true,
-            randomx_audit: true,
-            randomx_enforce: true,
+            randomx: Layer {
+                on: true,
+                audit: true,
+                enforce: false,
+            },
+            msr: Layer {
+                on: true,
+                audit: false,
+                enforce: true,
+            },
+            hugepages: Layer {
+                on: false,
+                audit: true,
+                enforce: true,
+            },
             host_mnt_ns: 4026531841,
             agent_pid: Some(42),
             tier: Some(Tier::FmodRet),
@@ -694,6 +860,8 @@ mod tests {
             (&ARG_VALUES, "--coin=monero"),
             (&DOMAINS, "supportxmr.com"),
             (&HASHES, "00ff".repeat(16).as_str()),
+            (&TUNING_ALLOW, "program:2049:1234567"),
+            (&TUNING_ALLOW, "cgroup:4242"),
         ] {
             let (key, value) = ((table.key)(entry), (table.value)(entry));
             assert_eq!(

@@ -7,6 +7,8 @@
 //! /sys/fs/bpf/minerguard/prog           the program behind it (its name says the tier)
 //! /sys/fs/bpf/minerguard/mmap-link      the mmap hook's link (files mapped executable)
 //! /sys/fs/bpf/minerguard/mmap-prog      the program behind it
+//! /sys/fs/bpf/minerguard/open-link      the file-open hook's link (MSR, huge pages)
+//! /sys/fs/bpf/minerguard/open-prog      the program behind it
 //! /sys/fs/bpf/minerguard/argv-link      the argument check's link (sched_process_exec)
 //! /sys/fs/bpf/minerguard/argv-prog      the program behind it
 //! /sys/fs/bpf/minerguard/behavior-link  the behaviour check's link (x86_fpu_regs_activated)
@@ -63,6 +65,7 @@ const ARG_VALUES: PinnedMap = pinned_as("arg_values", "mg_arg_values");
 const DOMAINS: PinnedMap = pinned_as("domains", "mg_domains");
 const HASHES: PinnedMap = pinned_as("hashes", "mg_hashes");
 const DRIFT_ALLOW: PinnedMap = pinned_as("drift_allow", "mg_drift_allow");
+const TUNING_ALLOW: PinnedMap = pinned_as("tuning_allow", "mg_tuning_allow");
 /// Filled by the programs: digests of files hashed, kept while they are unchanged.
 const HASHED_FILES: PinnedMap = pinned_as("hashed_files", "mg_hashed_files");
 /// Filled by the behaviour check: each thread's rounding modes, the processes reported (an
@@ -71,7 +74,7 @@ const FPU_WATCH: PinnedMap = pinned_as("fpu_watch", "mg_fpu_watch");
 const FPU_REPORTED: PinnedMap = pinned_as("fpu_reported", "mg_fpu_reported");
 
 /// Every pinned map, the one list. The .bss map is private to one program.
-const PINNED_MAPS: [PinnedMap; 16] = [
+const PINNED_MAPS: [PinnedMap; 17] = [
     NAMES,
     PREFIXES,
     MEMFD_ALLOW,
@@ -86,6 +89,7 @@ const PINNED_MAPS: [PinnedMap; 16] = [
     HASHES,
     HASHED_FILES,
     DRIFT_ALLOW,
+    TUNING_ALLOW,
     FPU_WATCH,
     FPU_REPORTED,
 ];
@@ -93,6 +97,7 @@ const PINNED_MAPS: [PinnedMap; 16] = [
 /// The programs' pins, `(link, program)` under PIN_DIR, the exec hook's last: its link is
 /// the one `status` reads as "enforcing".
 const MMAP_PINS: (&str, &str) = ("mmap-link", "mmap-prog");
+const OPEN_PINS: (&str, &str) = ("open-link", "open-prog");
 const ARGV_PINS: (&str, &str) = ("argv-link", "argv-prog");
 const BEHAVIOR_PINS: (&str, &str) = ("behavior-link", "behavior-prog");
 /// Only where the kernel can hash (`attach::hashes_supported`).
@@ -104,12 +109,14 @@ const MMAP_DRIFT_PINS: (&str, &str) = ("mmap-drift-link", "mmap-drift-prog");
 const EXEC_PINS: (&str, &str) = ("link", "prog");
 
 /// The programs as the kernel lists them (names cut to 15 bytes).
-const HOOK_PROGRAMS: [&str; 11] = [
+const HOOK_PROGRAMS: [&str; 13] = [
     "mg_bprm_check",
     "mg_bprm_fmod",
     "mg_exec_kill",
     "mg_mmap_file",
     "mg_mmap_fmod",
+    "mg_file_open",
+    "mg_open_fmod",
     "mg_exec_args",
     "mg_fpu_switch",
     "mg_bprm_hash",
@@ -367,16 +374,27 @@ pub fn install(skel: &mut MinerguardSkel<'_>, links: &mut Links, adopted: bool) 
         }
     }
     let progs = &mut skel.progs;
-    let (exec, mmap) = match links.tier {
-        Tier::Lsm => (&mut progs.mg_bprm_check, Some(&mut progs.mg_mmap_file)),
-        Tier::FmodRet => (&mut progs.mg_bprm_fmod, Some(&mut progs.mg_mmap_fmod)),
+    let (exec, calls) = match links.tier {
+        Tier::Lsm => (
+            &mut progs.mg_bprm_check,
+            Some((&mut progs.mg_mmap_file, &mut progs.mg_file_open)),
+        ),
+        Tier::FmodRet => (
+            &mut progs.mg_bprm_fmod,
+            Some((&mut progs.mg_mmap_fmod, &mut progs.mg_open_fmod)),
+        ),
         Tier::Kill => (&mut progs.mg_exec_kill, None),
     };
     // A layer this agent does not run (another tier, a kernel without it) loses the pins
     // an earlier agent left: they would keep checking with the old policy's programs.
+    let (mmap, open) = calls.unzip();
     match (mmap, links.mmap.as_mut()) {
         (Some(prog), Some(link)) => pin_program(MMAP_PINS, prog, link)?,
         _ => unpin(MMAP_PINS)?,
+    }
+    match (open, links.open.as_mut()) {
+        (Some(prog), Some(link)) => pin_program(OPEN_PINS, prog, link)?,
+        _ => unpin(OPEN_PINS)?,
     }
     pin_program(ARGV_PINS, &mut progs.mg_exec_args, &mut links.argv)?;
     pin_program(BEHAVIOR_PINS, &mut progs.mg_fpu_switch, &mut links.behavior)?;
@@ -429,6 +447,7 @@ pub fn remove() -> Result<bool> {
         MMAP_HASH_PINS,
         DRIFT_PINS,
         MMAP_DRIFT_PINS,
+        OPEN_PINS,
     ]
     .into_iter()
     .flat_map(|(link, prog)| [link, prog])
@@ -510,6 +529,7 @@ pub struct Pinned {
     identities: MapHandle,
     hashes: MapHandle,
     drift_allow: MapHandle,
+    tuning_allow: MapHandle,
     arg_rules: MapHandle,
     arg_values: MapHandle,
     domains: MapHandle,
@@ -550,6 +570,7 @@ impl Pinned {
             identities: open(&IDENTITIES)?,
             hashes: open(&HASHES)?,
             drift_allow: open(&DRIFT_ALLOW)?,
+            tuning_allow: open(&TUNING_ALLOW)?,
             arg_rules: open(&ARG_RULES)?,
             arg_values: open(&ARG_VALUES)?,
             domains: open(&DOMAINS)?,
@@ -578,6 +599,7 @@ impl Pinned {
             domains: &self.domains,
             hashes: &self.hashes,
             drift_allow: &self.drift_allow,
+            tuning_allow: &self.tuning_allow,
         }
         .read();
         let config = maps::config(&self.config)?;

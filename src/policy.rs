@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use crate::contract::{
     MAX_ARG_RULES, MAX_ARG_VALUES, MAX_DOMAINS, MAX_DRIFT_ALLOW, MAX_HASHES, MAX_MEMFD_ALLOW,
-    MAX_NAMES, MAX_PREFIXES, MEMFD_PREFIX, NAME_MAX_BYTES, PROBE_NAME,
+    MAX_NAMES, MAX_PREFIXES, MAX_TUNING_ALLOW, MEMFD_PREFIX, NAME_MAX_BYTES, PROBE_NAME,
 };
 use crate::intel;
 
@@ -82,8 +82,25 @@ pub struct Policy {
     pub sha256: Vec<String>,
     /// `[drift]`: files executed from a container's writable layer.
     pub drift: Drift,
-    /// `[behavior] randomx`: RandomX's rounding-mode pattern; `None`: follows `mode`.
+    /// `[behavior]`: what a miner does, whatever it is called.
+    pub behavior: Behavior,
+}
+
+/// `[behavior]`: each layer's mode (`None`: follows the policy's `mode`) and who may tune.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Behavior {
+    /// RandomX's rounding-mode pattern, at context switches.
     pub randomx: Option<LayerMode>,
+    /// MSR devices and the msr module's allow_writes opened for writing.
+    pub msr: Option<LayerMode>,
+    /// Huge-page reservation files opened for writing from a container.
+    pub hugepages: Option<LayerMode>,
+    /// Programs (absolute paths, resolved to their files when the policy is applied) that may
+    /// write MSRs and reserve huge pages.
+    pub allow_programs: Vec<String>,
+    /// Cgroups (paths under the cgroup v2 root, "/system.slice/tuned.service") whose
+    /// processes, and their sub-cgroups', may.
+    pub allow_cgroups: Vec<String>,
 }
 
 /// What a behaviour layer does, when it does not follow the policy's `mode`.
@@ -338,6 +355,10 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawBehavior {
     randomx: Option<LayerMode>,
+    msr: Option<LayerMode>,
+    hugepages: Option<LayerMode>,
+    allow_programs: Option<Vec<Spanned<String>>>,
+    allow_cgroups: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -596,6 +617,58 @@ impl Policy {
                 format!("[drift] allows at most {MAX_DRIFT_ALLOW} path prefixes")
             });
         }
+        let raw_behavior = raw.behavior.unwrap_or_default();
+        let mut behavior = Behavior {
+            randomx: raw_behavior.randomx,
+            msr: raw_behavior.msr,
+            hugepages: raw_behavior.hugepages,
+            ..Behavior::default()
+        };
+        let lists = [
+            (
+                "allow_programs",
+                raw_behavior.allow_programs,
+                "\"/usr/sbin/wrmsr\"",
+            ),
+            (
+                "allow_cgroups",
+                raw_behavior.allow_cgroups,
+                "\"/system.slice/tuned.service\"",
+            ),
+        ];
+        for (key, entries, example) in lists {
+            let mut accepted: Vec<String> = Vec::new();
+            for entry in entries.unwrap_or_default() {
+                let value = entry.get_ref();
+                let problem = if !value.starts_with('/') {
+                    Some(format!("must be an absolute path ({example})"))
+                } else if let Some(c) = value.chars().find(|c| c.is_control()) {
+                    Some(format!("contains {c:?}"))
+                } else if value.split('/').any(|c| c == "..") {
+                    Some("must not contain \"..\"".to_string())
+                } else if accepted.contains(value) {
+                    Some("is listed twice".to_string())
+                } else {
+                    None
+                };
+                match problem {
+                    Some(p) => problems.at(entry.span().start, |_| {
+                        format!("[behavior] {key} entry {} {p}", shown(value))
+                    }),
+                    None => accepted.push(entry.into_inner()),
+                }
+            }
+            if key == "allow_programs" {
+                behavior.allow_programs = accepted;
+            } else {
+                behavior.allow_cgroups = accepted;
+            }
+        }
+        if behavior.allow_programs.len() + behavior.allow_cgroups.len() > MAX_TUNING_ALLOW {
+            problems.at(0, |_| {
+                format!("[behavior] allows at most {MAX_TUNING_ALLOW} programs and cgroups")
+            });
+        }
         if sha256.len() > MAX_HASHES {
             problems.at(0, |_| {
                 format!("too many sha256 entries: at most {MAX_HASHES}")
@@ -617,7 +690,7 @@ impl Policy {
             argv,
             sha256,
             drift,
-            randomx: raw.behavior.and_then(|b| b.randomx),
+            behavior,
         })
     }
 }
@@ -1000,13 +1073,36 @@ mod tests {
     #[test]
     fn randomx_follows_the_mode_unless_set() {
         let head = "mode = \"enforce\"\nnames = []\n";
-        assert_eq!(Policy::parse(head).unwrap().randomx, None);
+        assert_eq!(Policy::parse(head).unwrap().behavior, Behavior::default());
         let p = Policy::parse(&format!("{head}[behavior]\nrandomx = \"audit\"\n"));
-        assert_eq!(p.unwrap().randomx, Some(LayerMode::Audit));
+        assert_eq!(p.unwrap().behavior.randomx, Some(LayerMode::Audit));
         let bad = problems(&format!("{head}[behavior]\nrandomx = \"block\"\n"));
         assert!(
             bad[0].starts_with("4:11: unknown variant `block`"),
             "{bad:?}"
+        );
+    }
+
+    #[test]
+    fn tuning_allows_absolute_programs_and_cgroups() {
+        let head = "mode = \"enforce\"\nnames = []\n[behavior]\nmsr = \"enforce\"\nhugepages = \"audit\"\n";
+        let p = Policy::parse(&format!(
+            "{head}allow_programs = [\"/usr/sbin/wrmsr\"]\nallow_cgroups = [\"/system.slice/tuned.service\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(p.behavior.msr, Some(LayerMode::Enforce));
+        assert_eq!(p.behavior.hugepages, Some(LayerMode::Audit));
+        assert_eq!(p.behavior.allow_programs, ["/usr/sbin/wrmsr"]);
+        assert_eq!(p.behavior.allow_cgroups, ["/system.slice/tuned.service"]);
+        assert_eq!(
+            problems(&format!(
+                "{head}allow_programs = [\"wrmsr\", \"/a/../b\"]\nallow_cgroups = [\"/x\", \"/x\"]\n"
+            )),
+            [
+                "6:19: [behavior] allow_programs entry \"wrmsr\" must be an absolute path (\"/usr/sbin/wrmsr\")",
+                "6:28: [behavior] allow_programs entry \"/a/../b\" must not contain \"..\"",
+                "7:24: [behavior] allow_cgroups entry \"/x\" is listed twice",
+            ]
         );
     }
 

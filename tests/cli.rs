@@ -46,6 +46,21 @@ fn check_accepts_the_shipped_policy() {
     );
 }
 
+#[test]
+fn check_warns_of_allow_entries_missing_on_this_node() {
+    let (dir, path) = write_policy(
+        "mode = \"enforce\"\nnames = []\n[behavior]\nallow_programs = [\"/bin/sh\", \"/no/such/wrmsr\"]\n",
+    );
+    let out = minerguard().arg("check").arg(&path).output().unwrap();
+    drop(dir);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/no/such/wrmsr") && !stderr.contains("/bin/sh"),
+        "{stderr}"
+    );
+}
+
 /// `minerguard check` on a policy with `text`: its exit status, stderr and the file's path.
 fn check(text: &str) -> (Option<i32>, String, String) {
     let (_dir, path) = write_policy(text);

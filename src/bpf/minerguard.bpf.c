@@ -9,7 +9,8 @@
  * mg_exec_kill (a tracepoint and SIGKILL). mmap_check: the same for a file
  * mapped executable, which is how the dynamic loader runs a program it was
  * given as an argument and how preloaded libraries come in (lsm and fmod_ret
- * only). mg_host_mnt_ns: a task iterator the agent runs once, to learn the
+ * only). The optional layers each in a header of their own, included below
+ * (arguments, hashes, drift, behaviour, tuning). mg_host_mnt_ns: a task iterator the agent runs once, to learn the
  * host's mount namespace.
  */
 #include "vmlinux.h"
@@ -734,6 +735,7 @@ long BPF_PROG(mg_mmap_fmod, struct file *file, unsigned long prot, unsigned long
 #include "hash.bpf.h"
 #include "drift.bpf.h"
 #include "behavior.bpf.h"
+#include "tuning.bpf.h"
 
 /*
  * Run once by the agent (a task iterator): writes the mount namespace inode of

@@ -81,6 +81,9 @@ enum mg_limit {
 	MG_RANDOMX_WINDOW_MS = 60000,
 	MG_MAX_FPU_WATCHED = 16384,
 	MG_MAX_FPU_REPORTED = 4096,
+	/* Programs and cgroups allowed to write MSRs and reserve huge pages ([behavior] allow_*). */
+	MG_MAX_TUNING_ALLOW = 256,
+	MG_TUNING_ALLOW_CAPACITY = 2 * MG_MAX_TUNING_ALLOW,
 	/*
 	 * The maps' sizes: a reload adds the new policy's entries before it
 	 * removes the old one's, so two of the largest policies must fit at once,
@@ -143,6 +146,18 @@ enum mg_match {
 	 * the event's observed_changes and observed_ms say what was seen.
 	 */
 	MG_MATCH_RANDOMX = 512,
+	/*
+	 * A model-specific register device (char major 202, /dev/cpu/N/msr,
+	 * whatever the node's name) or the msr module's allow_writes parameter
+	 * opened for writing: how XMRig turns off the prefetchers for RandomX.
+	 */
+	MG_MATCH_MSR = 1024,
+	/*
+	 * A huge-page reservation file (/proc/sys/vm/nr_hugepages and its kin,
+	 * /sys/.../hugepages-<size>/nr_hugepages) opened for writing from a
+	 * container: how a miner reserves the pages RandomX's dataset wants.
+	 */
+	MG_MATCH_HUGEPAGES = 2048,
 };
 
 /* Where a check ran. */
@@ -150,6 +165,7 @@ enum mg_hook {
 	MG_HOOK_EXEC = 0, /* bprm_check_security: an exec */
 	MG_HOOK_MMAP = 1, /* mmap_file with PROT_EXEC: a file mapped executable */
 	MG_HOOK_SWITCH = 2, /* x86_fpu_regs_activated: a thread switched back in, its FPU state restored */
+	MG_HOOK_OPEN = 3, /* file_open: a file opened for writing */
 };
 
 /*
@@ -193,6 +209,22 @@ enum mg_config_flag {
 	MG_CONFIG_RANDOMX_AUDIT = 512,
 	/* ...kill, whatever the mode ([behavior] randomx = "enforce") */
 	MG_CONFIG_RANDOMX_ENFORCE = 1024,
+	/* deny or report MSR writes ([behavior] msr not "off"); _AUDIT, _ENFORCE as for randomx */
+	MG_CONFIG_MSR = 2048,
+	MG_CONFIG_MSR_AUDIT = 4096,
+	MG_CONFIG_MSR_ENFORCE = 8192,
+	/* deny or report huge-page reservations from containers ([behavior] hugepages) */
+	MG_CONFIG_HUGEPAGES = 16384,
+	MG_CONFIG_HUGEPAGES_AUDIT = 32768,
+	MG_CONFIG_HUGEPAGES_ENFORCE = 65536,
+};
+
+/* What an entry of the tuning allow map names. */
+enum mg_allow_kind {
+	/* a program file: the caller's executable (its inode) */
+	MG_ALLOW_PROGRAM = 1,
+	/* a cgroup v2 (its id): the caller's cgroup or one of its ancestors */
+	MG_ALLOW_CGROUP = 2,
 };
 
 /* What an entry of the argument rules trie means when an argument starts with it. */
@@ -312,6 +344,16 @@ struct mg_identity {
 	__u32 reserved;
 	__s64 size;
 	struct mg_name name; /* the listed name or pattern it was blocked as */
+};
+
+/*
+ * Key of the tuning allow map: a program, by the inode of its file (resolved
+ * from its path by the agent when it applies the policy), or a cgroup by id.
+ */
+struct mg_allow_key {
+	__u64 id; /* MG_ALLOW_PROGRAM: inode number; MG_ALLOW_CGROUP: cgroup id */
+	__u32 dev; /* MG_ALLOW_PROGRAM: the superblock's s_dev (kernel encoding); else 0 */
+	enum mg_allow_kind kind;
 };
 
 /* One thread's rounding modes as its context switches showed them (mg_fpu_watch). */

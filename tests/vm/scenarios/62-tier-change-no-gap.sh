@@ -1,7 +1,7 @@
 # A restart onto another tier leaves no gap: while a loop keeps exec'ing a listed name, the
 # agent is SIGKILLed and started again on lsm, then kill, then fmod_ret (each new program
 # attaches before the old pin goes). No exec runs; status and the events name the tier in
-# force; the mmap check's pins go with the kill tier and come back with fmod_ret.
+# force; the mmap and file-open checks' pins go with the kill tier and come back with fmod_ret.
 # shellcheck shell=sh source=../guest/lib.sh  # busybox sh; /mg/lib.sh in the VM
 . /mg/lib.sh
 write_policy /tmp/policy.toml enforce xmrig
@@ -22,10 +22,14 @@ for tier in kill fmod_ret; do
 	start_agent /tmp/policy.toml
 	[ "$(minerguard status --json | jq -r .tier)" = "$tier" ] || fail "status does not say $tier after the restart"
 	if [ "$tier" = kill ]; then
-		[ ! -e /sys/fs/bpf/minerguard/mmap-link ] || fail "the lsm tier's mmap pin outlived it on the kill tier"
+		for pin in mmap-link open-link; do
+			[ ! -e "/sys/fs/bpf/minerguard/$pin" ] || fail "the lsm tier's $pin pin outlived it on the kill tier"
+		done
 		want=killed
 	else
-		[ -e /sys/fs/bpf/minerguard/mmap-link ] || fail "no mmap pin on the fmod_ret tier"
+		for pin in mmap-link open-link; do
+			[ -e "/sys/fs/bpf/minerguard/$pin" ] || fail "no $pin pin on the fmod_ret tier"
+		done
 		want=blocked
 	fi
 	wait_for_event matched_name=xmrig "action=$want" "tier=$tier" ||
