@@ -585,85 +585,47 @@ impl Policy {
             }
         }
         let raw_drift = raw.drift.unwrap_or_default();
-        let mut drift = Drift {
+        let drift = Drift {
             mode: raw_drift.mode.unwrap_or_default(),
-            allow: Vec::new(),
+            allow: absolute_paths(
+                &mut problems,
+                "[drift] allow",
+                raw_drift.allow,
+                "an absolute path prefix (\"/usr/local/bin/\")",
+                token_problem,
+            ),
         };
-        for entry in raw_drift.allow.unwrap_or_default() {
-            let value = entry.get_ref();
-            let problem = if !value.starts_with('/') {
-                Some("must be an absolute path prefix (\"/usr/local/bin/\")".to_string())
-            } else if let Some(p) = token_problem(value) {
-                Some(p)
-            } else if value.split('/').any(|c| c == "..") {
-                Some(
-                    "must not contain \"..\" (paths are matched as the kernel resolves them)"
-                        .to_string(),
-                )
-            } else if drift.allow.contains(value) {
-                Some("is listed twice".to_string())
-            } else {
-                None
-            };
-            match problem {
-                Some(p) => problems.at(entry.span().start, |_| {
-                    format!("[drift] allow entry {} {p}", shown(value))
-                }),
-                None => drift.allow.push(entry.into_inner()),
-            }
-        }
         if drift.allow.len() > MAX_DRIFT_ALLOW {
             problems.at(0, |_| {
                 format!("[drift] allows at most {MAX_DRIFT_ALLOW} path prefixes")
             });
         }
         let raw_behavior = raw.behavior.unwrap_or_default();
-        let mut behavior = Behavior {
+        // Paths, not arguments: a space is allowed, a control character is not.
+        let visible = |p: &str| {
+            p.chars()
+                .find(|c| c.is_control())
+                .map(|c| format!("contains {c:?}"))
+        };
+        let behavior = Behavior {
             randomx: raw_behavior.randomx,
             msr: raw_behavior.msr,
             hugepages: raw_behavior.hugepages,
-            ..Behavior::default()
-        };
-        let lists = [
-            (
-                "allow_programs",
+            allow_programs: absolute_paths(
+                &mut problems,
+                "[behavior] allow_programs",
                 raw_behavior.allow_programs,
-                "\"/usr/sbin/wrmsr\"",
+                "an absolute path (\"/usr/sbin/wrmsr\")",
+                visible,
             ),
-            (
-                "allow_cgroups",
+            allow_cgroups: absolute_paths(
+                &mut problems,
+                "[behavior] allow_cgroups",
                 raw_behavior.allow_cgroups,
-                "\"/system.slice/tuned.service\"",
+                "an absolute path under the cgroup v2 root (\"/system.slice/tuned.service\")",
+                visible,
             ),
-        ];
-        for (key, entries, example) in lists {
-            let mut accepted: Vec<String> = Vec::new();
-            for entry in entries.unwrap_or_default() {
-                let value = entry.get_ref();
-                let problem = if !value.starts_with('/') {
-                    Some(format!("must be an absolute path ({example})"))
-                } else if let Some(c) = value.chars().find(|c| c.is_control()) {
-                    Some(format!("contains {c:?}"))
-                } else if value.split('/').any(|c| c == "..") {
-                    Some("must not contain \"..\"".to_string())
-                } else if accepted.contains(value) {
-                    Some("is listed twice".to_string())
-                } else {
-                    None
-                };
-                match problem {
-                    Some(p) => problems.at(entry.span().start, |_| {
-                        format!("[behavior] {key} entry {} {p}", shown(value))
-                    }),
-                    None => accepted.push(entry.into_inner()),
-                }
-            }
-            if key == "allow_programs" {
-                behavior.allow_programs = accepted;
-            } else {
-                behavior.allow_cgroups = accepted;
-            }
-        }
+        };
         if behavior.allow_programs.len() + behavior.allow_cgroups.len() > MAX_TUNING_ALLOW {
             problems.at(0, |_| {
                 format!("[behavior] allows at most {MAX_TUNING_ALLOW} programs and cgroups")
@@ -787,6 +749,39 @@ fn token_problem(value: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// A list of absolute paths (`[drift] allow`, `[behavior] allow_*`), each `kind`, passing
+/// `extra`, without "..", listed once; the problems located in the file.
+fn absolute_paths(
+    problems: &mut Collector<'_>,
+    key: &str,
+    entries: Option<Vec<Spanned<String>>>,
+    kind: &str,
+    extra: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let mut accepted: Vec<String> = Vec::new();
+    for entry in entries.unwrap_or_default() {
+        let value = entry.get_ref();
+        let problem = if !value.starts_with('/') {
+            Some(format!("must be {kind}"))
+        } else if let Some(p) = extra(value) {
+            Some(p)
+        } else if value.split('/').any(|c| c == "..") {
+            Some("must not contain \"..\" (paths are matched as the kernel resolves them)".into())
+        } else if accepted.contains(value) {
+            Some("is listed twice".to_string())
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => problems.at(entry.span().start, |_| {
+                format!("{key} entry {} {p}", shown(value))
+            }),
+            None => accepted.push(entry.into_inner()),
+        }
+    }
+    accepted
 }
 
 fn option_problem(value: &str) -> Option<String> {
@@ -1100,7 +1095,7 @@ mod tests {
             )),
             [
                 "6:19: [behavior] allow_programs entry \"wrmsr\" must be an absolute path (\"/usr/sbin/wrmsr\")",
-                "6:28: [behavior] allow_programs entry \"/a/../b\" must not contain \"..\"",
+                "6:28: [behavior] allow_programs entry \"/a/../b\" must not contain \"..\" (paths are matched as the kernel resolves them)",
                 "7:24: [behavior] allow_cgroups entry \"/x\" is listed twice",
             ]
         );
