@@ -255,6 +255,23 @@ impl fmt::Display for PolicyError {
 
 impl std::error::Error for PolicyError {}
 
+impl PolicyError {
+    /// A problem of the whole file (no position in it).
+    fn whole(path: &Path, message: String) -> PolicyError {
+        PolicyError {
+            path: path.to_owned(),
+            problems: Problems {
+                list: vec![Problem {
+                    line: 0,
+                    column: 0,
+                    message,
+                }],
+                more: 0,
+            },
+        }
+    }
+}
+
 /// Where each line starts, built once: finding a position is then a binary search, not a
 /// rescan of the text (which made a policy with many bad entries take quadratic time).
 struct Lines<'t> {
@@ -405,35 +422,34 @@ impl Policy {
         self.names.len() + self.prefixes.len()
     }
 
+    /// The policy file, with the files of its drop-in directory (`policy.toml` ->
+    /// `policy.d/*.toml`, in name order) merged over it: each file validated on its own, its
+    /// problems located in it.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let fail = |message: String| PolicyError {
-            path: path.to_owned(),
-            problems: Problems {
-                list: vec![Problem {
-                    line: 0,
-                    column: 0,
-                    message,
-                }],
-                more: 0,
-            },
-        };
-        let mut text = String::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_POLICY_BYTES + 1).read_to_string(&mut text))
-            .map_err(|e| fail(format!("cannot read the policy: {e}")))?;
-        if text.len() as u64 > MAX_POLICY_BYTES {
-            return Err(fail(format!(
-                "the policy is larger than {MAX_POLICY_BYTES} bytes, twice the largest the kernel's maps can hold ({MAX_ENTRIES} entries of at most {NAME_MAX_BYTES} bytes); not parsed"
-            )));
+        let (mut policy, explicit) = load_part(path, Part::Main)?;
+        let mut set_by: Vec<(&'static str, String, PathBuf)> = explicit
+            .values
+            .into_iter()
+            .map(|(key, value)| (key, value, path.to_owned()))
+            .collect();
+        for dropin in dropins(path)? {
+            let part = load_part(&dropin, Part::DropIn)?;
+            merge(&mut policy, &mut set_by, part, &dropin)
+                .map_err(|message| PolicyError::whole(&dropin, message))?;
         }
-        Policy::parse(&text).map_err(|problems| PolicyError {
-            path: path.to_owned(),
-            problems,
-        })
+        Ok(policy)
     }
 
-    /// Linear in the size of the text, however many problems it has.
+    /// A main policy's text alone (the tests'). Linear in the size of the text, however many
+    /// problems it has.
+    #[cfg(test)]
     pub fn parse(text: &str) -> Result<Policy, Problems> {
+        Policy::parse_part(text, Part::Main).map(|(policy, _)| policy)
+    }
+
+    /// A main policy (`mode` and `names` required) or a drop-in (both optional), and what it
+    /// sets explicitly (for merging: `merge`).
+    fn parse_part(text: &str, part: Part) -> Result<(Policy, Explicit), Problems> {
         let mut problems = Collector::new(text);
         // Every string has two quotes (or six): counting them bounds the strings, and so the
         // memory parsing takes, before parsing. Quotes in comments only make it stricter.
@@ -455,8 +471,10 @@ impl Policy {
             }
         };
 
+        let explicit = Explicit::of(&raw);
         let mode = match raw.mode {
             Some(mode) => *mode.get_ref(),
+            None if part == Part::DropIn => Mode::Enforce,
             None => {
                 problems.at(0, |_| {
                     "missing key `mode`: add mode = \"enforce\" or mode = \"audit\"".into()
@@ -464,11 +482,15 @@ impl Policy {
                 Mode::Enforce
             }
         };
-        let Some(raw_names) = raw.names else {
-            problems.at(0, |_| {
-                "missing key `names`: add names = [\"xmrig\", ...]".into()
-            });
-            return Err(problems.problems);
+        let raw_names = match raw.names {
+            Some(names) => names,
+            None if part == Part::DropIn => Vec::new(),
+            None => {
+                problems.at(0, |_| {
+                    "missing key `names`: add names = [\"xmrig\", ...]".into()
+                });
+                return Err(problems.problems);
+            }
         };
         let mut names = Vec::new();
         let mut prefixes = Vec::new();
@@ -640,7 +662,7 @@ impl Policy {
         if !problems.is_empty() {
             return Err(problems.problems);
         }
-        Ok(Policy {
+        let policy = Policy {
             mode,
             scope: raw.scope.unwrap_or_default(),
             names,
@@ -653,8 +675,243 @@ impl Policy {
             sha256,
             drift,
             behavior,
-        })
+        };
+        Ok((policy, explicit))
     }
+}
+
+/// The drop-in directory of a policy file: `policy.toml` -> `policy.d`.
+pub fn dropin_dir(path: &Path) -> PathBuf {
+    path.with_extension("d")
+}
+
+/// The `*.toml` files of the policy's drop-in directory, in name order (none if it does not
+/// exist).
+pub fn dropins(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
+    let dir = dropin_dir(path);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(PolicyError::whole(
+                &dir,
+                format!("cannot list the drop-ins: {e}"),
+            ))
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads and parses one policy file (bounded in size).
+fn load_part(path: &Path, part: Part) -> Result<(Policy, Explicit), PolicyError> {
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_POLICY_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| PolicyError::whole(path, format!("cannot read the policy: {e}")))?;
+    if text.len() as u64 > MAX_POLICY_BYTES {
+        return Err(PolicyError::whole(path, format!(
+            "the policy is larger than {MAX_POLICY_BYTES} bytes, twice the largest the kernel's maps can hold ({MAX_ENTRIES} entries of at most {NAME_MAX_BYTES} bytes); not parsed"
+        )));
+    }
+    Policy::parse_part(&text, part).map_err(|problems| PolicyError {
+        path: path.to_owned(),
+        problems,
+    })
+}
+
+/// Which kind of policy file is parsed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// The policy file: `mode` and `names` are required.
+    Main,
+    /// A file of `<policy>.d/`: adds to the main policy, every key optional.
+    DropIn,
+}
+
+/// What a policy file sets itself: each single-valued key it gives (with its value, as
+/// text), and which of the argument layer's lists it gives (the others are defaults, which a
+/// drop-in must not add).
+#[derive(Default)]
+struct Explicit {
+    values: Vec<(&'static str, String)>,
+    argv_lists: [bool; 5],
+}
+
+impl Explicit {
+    fn of(raw: &RawPolicy) -> Explicit {
+        let mut values = Vec::new();
+        let mut set = |key: &'static str, value: Option<String>| {
+            if let Some(v) = value {
+                values.push((key, v));
+            }
+        };
+        set(
+            "mode",
+            raw.mode.as_ref().map(|m| m.get_ref().as_str().into()),
+        );
+        set("scope", raw.scope.map(|s| s.as_str().into()));
+        set(
+            "[memfd] block",
+            raw.memfd
+                .as_ref()
+                .and_then(|m| m.block)
+                .map(|b| b.to_string()),
+        );
+        set(
+            "[identity] enabled",
+            raw.identity
+                .as_ref()
+                .and_then(|s| s.enabled)
+                .map(|b| b.to_string()),
+        );
+        set(
+            "[mmap] enabled",
+            raw.mmap
+                .as_ref()
+                .and_then(|s| s.enabled)
+                .map(|b| b.to_string()),
+        );
+        set(
+            "[argv] enabled",
+            raw.argv
+                .as_ref()
+                .and_then(|a| a.enabled)
+                .map(|b| b.to_string()),
+        );
+        set(
+            "[drift] mode",
+            raw.drift
+                .as_ref()
+                .and_then(|d| d.mode)
+                .map(|m| m.as_str().into()),
+        );
+        let behavior = raw.behavior.as_ref();
+        let layer = |pick: fn(&RawBehavior) -> Option<LayerMode>| {
+            behavior.and_then(pick).map(|m| m.as_str().to_string())
+        };
+        set("[behavior] randomx", layer(|b| b.randomx));
+        set("[behavior] msr", layer(|b| b.msr));
+        set("[behavior] hugepages", layer(|b| b.hugepages));
+        let argv = raw.argv.as_ref();
+        let given = |pick: fn(&RawArgv) -> bool| argv.is_some_and(pick);
+        Explicit {
+            values,
+            argv_lists: [
+                given(|a| a.schemes.is_some()),
+                given(|a| a.flags.is_some()),
+                given(|a| a.pool_options.is_some()),
+                given(|a| a.option_values.is_some()),
+                given(|a| a.domains.is_some()),
+            ],
+        }
+    }
+}
+
+/// `list` with the entries of `more` it lacks, in order.
+fn add_all(list: &mut Vec<String>, more: Vec<String>) {
+    for entry in more {
+        if !list.contains(&entry) {
+            list.push(entry);
+        }
+    }
+}
+
+/// The policy with a drop-in merged over it: lists added, single-valued keys set where
+/// nothing set them yet. `set_by`: which file set each key so far. A key set to another value
+/// than an earlier file's is an error that names both files.
+fn merge(
+    policy: &mut Policy,
+    set_by: &mut Vec<(&'static str, String, PathBuf)>,
+    (dropin, explicit): (Policy, Explicit),
+    path: &Path,
+) -> Result<(), String> {
+    for (key, value) in explicit.values {
+        if let Some((_, earlier, file)) = set_by.iter().find(|(k, _, _)| *k == key) {
+            if *earlier != value {
+                return Err(format!(
+                    "`{key}` is {value:?} here but {earlier:?} in {}: a drop-in adds to the \
+                     policy, it cannot change what another file sets",
+                    file.display()
+                ));
+            }
+            continue;
+        }
+        match key {
+            "mode" => policy.mode = dropin.mode,
+            "scope" => policy.scope = dropin.scope,
+            "[memfd] block" => policy.memfd_block = dropin.memfd_block,
+            "[identity] enabled" => policy.identity = dropin.identity,
+            "[mmap] enabled" => policy.mmap = dropin.mmap,
+            "[argv] enabled" => policy.argv.enabled = dropin.argv.enabled,
+            "[drift] mode" => policy.drift.mode = dropin.drift.mode,
+            "[behavior] randomx" => policy.behavior.randomx = dropin.behavior.randomx,
+            "[behavior] msr" => policy.behavior.msr = dropin.behavior.msr,
+            "[behavior] hugepages" => policy.behavior.hugepages = dropin.behavior.hugepages,
+            _ => {}
+        }
+        set_by.push((key, value, path.to_owned()));
+    }
+    add_all(&mut policy.names, dropin.names);
+    add_all(&mut policy.prefixes, dropin.prefixes);
+    add_all(&mut policy.memfd_allow, dropin.memfd_allow);
+    add_all(&mut policy.sha256, dropin.sha256);
+    add_all(&mut policy.drift.allow, dropin.drift.allow);
+    add_all(
+        &mut policy.behavior.allow_programs,
+        dropin.behavior.allow_programs,
+    );
+    add_all(
+        &mut policy.behavior.allow_cgroups,
+        dropin.behavior.allow_cgroups,
+    );
+    let argv = &mut policy.argv;
+    let lists = [
+        (&mut argv.schemes, dropin.argv.schemes),
+        (&mut argv.flags, dropin.argv.flags),
+        (&mut argv.pool_options, dropin.argv.pool_options),
+        (&mut argv.option_values, dropin.argv.option_values),
+        (&mut argv.domains, dropin.argv.domains),
+    ];
+    for ((list, more), given) in lists.into_iter().zip(explicit.argv_lists) {
+        if given {
+            add_all(list, more);
+        }
+    }
+    // The bounds hold for the whole, as for one file.
+    let bounds = [
+        ("names", policy.names.len(), MAX_NAMES),
+        ("prefix patterns", policy.prefixes.len(), MAX_PREFIXES),
+        (
+            "memfd allow entries",
+            policy.memfd_allow.len(),
+            MAX_MEMFD_ALLOW,
+        ),
+        ("sha256 entries", policy.sha256.len(), MAX_HASHES),
+        (
+            "[drift] allow entries",
+            policy.drift.allow.len(),
+            MAX_DRIFT_ALLOW,
+        ),
+        (
+            "[behavior] allow entries",
+            policy.behavior.allow_programs.len() + policy.behavior.allow_cgroups.len(),
+            MAX_TUNING_ALLOW,
+        ),
+        ("[argv] domains", policy.argv.domains.len(), MAX_DOMAINS),
+    ];
+    for (what, n, max) in bounds {
+        if n > max {
+            return Err(format!(
+                "with this file the policy has {n} {what}: the kernel's maps hold at most {max}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Why a name cannot be listed. Its message is built only for the problems that are shown.
@@ -1075,6 +1332,86 @@ mod tests {
         assert!(
             bad[0].starts_with("4:11: unknown variant `block`"),
             "{bad:?}"
+        );
+    }
+
+    /// A policy file and its drop-ins (name, text) in a directory of their own.
+    fn layered(main: &str, dropins: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, main).unwrap();
+        let d = dropin_dir(&path);
+        std::fs::create_dir(&d).unwrap();
+        for (name, text) in dropins {
+            std::fs::write(d.join(name), text).unwrap();
+        }
+        (dir, path)
+    }
+
+    #[test]
+    fn dropins_add_to_the_lists_in_name_order() {
+        let main =
+            "mode = \"enforce\"\nnames = [\"xmrig\"]\n[argv]\ndomains = [\"pool.example\"]\n";
+        let base = format!(
+            "names = [\"base*\"]\nsha256 = [\"{}\"]\n[behavior]\nmsr = \"audit\"\n",
+            "ab".repeat(32)
+        );
+        let (_dir, path) = layered(
+            main,
+            &[
+                (
+                    "20-site.toml",
+                    "names = [\"site-miner\", \"xmrig\"]\n[argv]\ndomains = [\"evil.example\"]\n",
+                ),
+                ("10-base.toml", &base),
+                ("notes.txt", "not a policy"),
+            ],
+        );
+        let p = Policy::load(&path).unwrap();
+        assert_eq!(p.names, ["xmrig", "site-miner"]);
+        assert_eq!(p.prefixes, ["base"]);
+        assert_eq!(p.sha256, ["ab".repeat(32)]);
+        assert_eq!(p.behavior.msr, Some(LayerMode::Audit));
+        assert_eq!(p.mode, Mode::Enforce);
+        // Lists a drop-in gives are added; those it does not give add no defaults.
+        assert_eq!(p.argv.domains, ["pool.example", "evil.example"]);
+        assert_eq!(p.argv.flags, Argv::default().flags);
+    }
+
+    #[test]
+    fn a_dropin_cannot_change_what_another_file_sets() {
+        let main = "mode = \"enforce\"\nnames = []\n";
+        let (_dir, path) = layered(main, &[("50-x.toml", "mode = \"audit\"\n")]);
+        let err = Policy::load(&path).unwrap_err().to_string();
+        let dropin = dropin_dir(&path).join("50-x.toml");
+        assert!(
+            err.contains(&dropin.display().to_string())
+                && err.contains(&path.display().to_string())
+                && err.contains("`mode` is \"audit\" here but \"enforce\""),
+            "{err}"
+        );
+        // The same value again, or a key nobody set, is fine.
+        let (_dir, path) = layered(
+            main,
+            &[
+                ("a.toml", "mode = \"enforce\"\n"),
+                ("b.toml", "scope = \"containers\"\n"),
+            ],
+        );
+        assert_eq!(Policy::load(&path).unwrap().scope, Scope::Containers);
+    }
+
+    #[test]
+    fn a_dropins_problems_are_located_in_it() {
+        let (_dir, path) = layered(
+            "mode = \"enforce\"\nnames = []\n",
+            &[("bad.toml", "names = [\"ok\",\n  \"a b\"]\n")],
+        );
+        let err = Policy::load(&path).unwrap_err();
+        assert_eq!(err.path, dropin_dir(&path).join("bad.toml"));
+        assert_eq!(
+            (err.problems.list[0].line, err.problems.list[0].column),
+            (2, 3)
         );
     }
 
