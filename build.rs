@@ -19,4 +19,32 @@ fn main() {
         .build_and_generate(out.join("minerguard.skel.rs"))
         .unwrap_or_else(|e| panic!("building {PROGRAM}: {e:#}"));
     println!("cargo:rerun-if-changed=src/bpf");
+    commit();
+    // For the upgrade test (tests/systemd-vm): an agent whose contract version differs.
+    println!("cargo::rustc-check-cfg=cfg(minerguard_next_abi)");
+    println!("cargo:rerun-if-env-changed=MINERGUARD_NEXT_ABI");
+    if env::var_os("MINERGUARD_NEXT_ABI").is_some() {
+        println!("cargo:rustc-cfg=minerguard_next_abi");
+    }
+}
+
+/// The commit built, for `minerguard version`: MINERGUARD_COMMIT if set (a package built
+/// from a tarball), else git's HEAD, else "unknown".
+fn commit() {
+    println!("cargo:rerun-if-env-changed=MINERGUARD_COMMIT");
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/refs/heads");
+    let commit = env::var("MINERGUARD_COMMIT").ok().or_else(|| {
+        let out = std::process::Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    });
+    println!(
+        "cargo:rustc-env=MINERGUARD_COMMIT={}",
+        commit.unwrap_or_else(|| "unknown".into())
+    );
 }

@@ -230,6 +230,9 @@ pub fn check(path: &Path) -> ExitCode {
                 p.patterns(),
                 p.mode
             );
+            for dropin in crate::policy::dropins(path).unwrap_or_default() {
+                println!("  with {}", dropin.display());
+            }
             // Valid, but worth knowing before it is deployed here.
             for problem in crate::maps::resolve_tuning_allow(&p.behavior).1 {
                 eprintln!("warning: [behavior] {problem}: on this node it allows nothing");
@@ -328,4 +331,41 @@ mod tests {
         assert!(!is_permission_denied(&e), "{e:#}");
         assert!(snapshot_or_exit(&file).is_err());
     }
+}
+
+/// What `minerguard version` reports.
+#[derive(serde::Serialize)]
+struct Version {
+    version: &'static str,
+    commit: &'static str,
+    /// The kernel contract (`contract::ABI`): agents of the same contract adopt each other's
+    /// pinned maps; another one replaces them.
+    contract: u32,
+    libbpf: String,
+}
+
+/// `minerguard version [--json]`.
+pub fn version(json: bool) -> Result<()> {
+    // SAFETY: both return a constant of the linked libbpf; no arguments, no state.
+    let (major, minor) = unsafe {
+        (
+            libbpf_sys::libbpf_major_version(),
+            libbpf_sys::libbpf_minor_version(),
+        )
+    };
+    let v = Version {
+        version: env!("CARGO_PKG_VERSION"),
+        commit: env!("MINERGUARD_COMMIT"),
+        contract: crate::contract::ABI,
+        libbpf: format!("{major}.{minor}"),
+    };
+    if json {
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        println!(
+            "minerguard {} (commit {}, contract {}, libbpf {})",
+            v.version, v.commit, v.contract, v.libbpf
+        );
+    }
+    Ok(())
 }

@@ -15,8 +15,10 @@ pub use crate::bpf::types::{
 };
 
 /// Bump when a type of `minerguard.h` changes layout: maps pinned by an agent of another ABI
-/// are then replaced, not adopted. `tests::abi_fingerprint_is_current` guards it.
-pub const ABI: u32 = 8;
+/// are then replaced, not adopted. `tests::abi_fingerprint_is_current` guards it. (Built with
+/// MINERGUARD_NEXT_ABI=1, the next number: how the systemd VM test makes a package whose
+/// contract changed, to upgrade to.)
+pub const ABI: u32 = if cfg!(minerguard_next_abi) { 9 } else { 8 };
 
 /// Longest listed name in bytes (the key keeps one byte for the NUL).
 pub const NAME_MAX_BYTES: usize = mg_limit::MG_NAME_LEN.0 as usize - 1;

@@ -95,6 +95,19 @@ enum Cmd {
         #[arg(value_enum)]
         mode: ModeArg,
     },
+    /// The version, the commit built, the kernel contract's version and libbpf's.
+    Version {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), as the package installs it.
+    #[command(hide = true)]
+    Manpage,
 }
 
 /// The policy's modes on the command line (the policy model knows nothing of clap).
@@ -281,6 +294,24 @@ fn main() -> ExitCode {
         Cmd::Doctor { json } => return doctor::doctor(json),
         Cmd::Hash { paths } => return commands::hash(&paths),
         Cmd::Mode { mode } => commands::set_mode(mode.into()),
+        Cmd::Version { json } => commands::version(json),
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "minerguard",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Cmd::Manpage => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .section("8")
+                .render(&mut std::io::stdout())
+                .map_err(anyhow::Error::from)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
