@@ -10,6 +10,7 @@ mod delivery;
 mod doctor;
 mod enrich;
 mod event;
+mod falco;
 mod intel;
 mod maps;
 mod metrics;
@@ -94,6 +95,12 @@ enum Cmd {
     Mode {
         #[arg(value_enum)]
         mode: ModeArg,
+    },
+    /// Print a policy drop-in (policy.d/*.toml) made of a Falco rules file's miner lists:
+    /// process names, pool domains, Stratum schemes.
+    ImportFalco {
+        /// A Falco rules file (e.g. rules/falco-sandbox_rules.yaml).
+        rules: PathBuf,
     },
     /// The version, the commit built, the kernel contract's version and libbpf's.
     Version {
@@ -295,6 +302,7 @@ fn main() -> ExitCode {
         Cmd::Hash { paths } => return commands::hash(&paths),
         Cmd::Mode { mode } => commands::set_mode(mode.into()),
         Cmd::Version { json } => commands::version(json),
+        Cmd::ImportFalco { rules } => falco::import(&rules),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

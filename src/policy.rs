@@ -447,6 +447,26 @@ impl Policy {
         Policy::parse_part(text, Part::Main).map(|(policy, _)| policy)
     }
 
+    /// Whether `text` is a valid policy file (`validate_text`) or drop-in; if not, its first
+    /// problem (`import-falco` checks what it writes with these).
+    pub fn validate_text(text: &str) -> Result<(), String> {
+        Policy::validate_part(text, Part::Main)
+    }
+
+    pub fn validate_dropin_text(text: &str) -> Result<(), String> {
+        Policy::validate_part(text, Part::DropIn)
+    }
+
+    fn validate_part(text: &str, part: Part) -> Result<(), String> {
+        match Policy::parse_part(text, part) {
+            Ok(_) => Ok(()),
+            Err(problems) => Err(problems
+                .list
+                .first()
+                .map_or_else(String::new, |p| p.message.clone())),
+        }
+    }
+
     /// A main policy (`mode` and `names` required) or a drop-in (both optional), and what it
     /// sets explicitly (for merging: `merge`).
     fn parse_part(text: &str, part: Part) -> Result<(Policy, Explicit), Problems> {

@@ -372,3 +372,68 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+#[test]
+fn import_falco_turns_falcos_miner_lists_into_a_dropin_that_check_merges() {
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/falco/falco-miner-rules-excerpt.yaml"
+    );
+    let out = minerguard().args(["import-falco", rules]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let dropin = String::from_utf8(out.stdout).unwrap();
+    let parsed: toml::Table = toml::from_str(&dropin).unwrap();
+    let names = parsed["names"].as_array().unwrap();
+    // Falco's miner_binaries: 21 names.
+    assert_eq!(names.len(), 21, "{dropin}");
+    assert!(names.iter().any(|n| n.as_str() == Some("t-rex")));
+    let argv = parsed["argv"].as_table().unwrap();
+    // miner_domains (63) with the https and http lists, which it contains.
+    assert_eq!(argv["domains"].as_array().unwrap().len(), 63, "{dropin}");
+    assert_eq!(argv["schemes"].as_array().unwrap().len(), 4, "{dropin}");
+    assert!(dropin.contains("Not imported: miner_ports"), "{dropin}");
+
+    // Saved beside the shipped policy, `check` merges it.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/policy.toml"), &policy).unwrap();
+    std::fs::create_dir(dir.path().join("policy.d")).unwrap();
+    std::fs::write(dir.path().join("policy.d/falco.toml"), &dropin).unwrap();
+    let out = minerguard().arg("check").arg(&policy).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("policy.d/falco.toml"), "{stdout}");
+}
+
+#[test]
+fn import_falco_reads_tutorial_lists_and_says_when_there_is_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let tutorial = dir.path().join("custom.yaml");
+    std::fs::write(
+        &tutorial,
+        "- list: crypto_miners\n  items: [xmrig, minergate, \"bad name\", ccminer]\n\
+         - rule: Crypto miner launched\n  condition: spawned_process and proc.name in (crypto_miners)\n  output: miner\n  priority: CRITICAL\n",
+    )
+    .unwrap();
+    let out = minerguard()
+        .arg("import-falco")
+        .arg(&tutorial)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("\"minergate\""), "{stdout}");
+    assert!(stdout.contains("# left out: \"bad name\""), "{stdout}");
+
+    let stable = dir.path().join("falco_rules.yaml");
+    std::fs::write(
+        &stable,
+        "- macro: spawned_process\n  condition: (evt.type in (execve, execveat))\n",
+    )
+    .unwrap();
+    assert_fails(
+        &["import-falco", stable.to_str().unwrap()],
+        1,
+        "no miner lists found",
+    );
+}
