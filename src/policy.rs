@@ -775,33 +775,22 @@ impl Explicit {
             raw.mode.as_ref().map(|m| m.get_ref().as_str().into()),
         );
         set("scope", raw.scope.map(|s| s.as_str().into()));
+        let flag = |b: Option<bool>| b.map(|b| b.to_string());
         set(
             "[memfd] block",
-            raw.memfd
-                .as_ref()
-                .and_then(|m| m.block)
-                .map(|b| b.to_string()),
+            flag(raw.memfd.as_ref().and_then(|m| m.block)),
         );
         set(
             "[identity] enabled",
-            raw.identity
-                .as_ref()
-                .and_then(|s| s.enabled)
-                .map(|b| b.to_string()),
+            flag(raw.identity.as_ref().and_then(|s| s.enabled)),
         );
         set(
             "[mmap] enabled",
-            raw.mmap
-                .as_ref()
-                .and_then(|s| s.enabled)
-                .map(|b| b.to_string()),
+            flag(raw.mmap.as_ref().and_then(|s| s.enabled)),
         );
         set(
             "[argv] enabled",
-            raw.argv
-                .as_ref()
-                .and_then(|a| a.enabled)
-                .map(|b| b.to_string()),
+            flag(raw.argv.as_ref().and_then(|a| a.enabled)),
         );
         set(
             "[drift] mode",
