@@ -134,8 +134,8 @@ fn layer_state(setting: Option<LayerMode>, mode: Mode, available: bool) -> &'sta
 }
 
 /// Logs each `[behavior] allow_*` entry that does not exist here (it allows nothing).
-fn warn_unresolved(policy: &Policy) {
-    for problem in maps::resolve_tuning_allow(&policy.behavior).1 {
+fn warn_unresolved(missing: &[String]) {
+    for problem in missing {
         warn!(%problem, "[behavior] allow entry not found on this node: it allows nothing");
     }
 }
@@ -256,7 +256,7 @@ impl<'obj> Agent<'obj> {
     /// changing adopted maps puts back what they held.
     pub fn start(opts: Options, storage: &'obj mut MaybeUninit<OpenObject>) -> Result<Self> {
         let policy = Policy::load(&opts.policy)?;
-        let lists = Lists::from_policy(&policy);
+        let (lists, missing) = Lists::from_policy(&policy);
         if lists.patterns() == 0 {
             warn!(policy = %opts.policy.display(), "the policy lists no names: nothing will be blocked");
         }
@@ -301,7 +301,7 @@ impl<'obj> Agent<'obj> {
                  open cannot be killed before it returns): that needs the lsm or fmod_ret tier"
             );
         }
-        warn_unresolved(&policy);
+        warn_unresolved(&missing);
         if !optional.hashes && !policy.sha256.is_empty() {
             warn!(
                 sha256 = policy.sha256.len(),
@@ -531,8 +531,8 @@ impl Agent<'_> {
                 return;
             }
         };
-        let new = Lists::from_policy(&policy);
-        warn_unresolved(&policy);
+        let (new, missing) = Lists::from_policy(&policy);
+        warn_unresolved(&missing);
         let optional = Optional {
             hashes: self._links.hash.is_some(),
             drift: self._links.drift.is_some(),

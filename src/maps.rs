@@ -144,7 +144,10 @@ fn reversed(domain: &str) -> String {
 }
 
 impl Lists {
-    pub fn from_policy(policy: &Policy) -> Lists {
+    /// The policy's lists as the maps hold them, and the `[behavior] allow_*` entries that do
+    /// not exist on this node (they allow nothing: the agent logs them).
+    pub fn from_policy(policy: &Policy) -> (Lists, Vec<String>) {
+        let (tuning_allow, missing) = resolve_tuning_allow(&policy.behavior);
         let argv = &policy.argv;
         let (mut arg_rules, mut arg_values, mut domains) = Default::default();
         if argv.enabled {
@@ -174,7 +177,7 @@ impl Lists {
                     .cloned()
                     .collect();
         }
-        Lists {
+        let lists = Lists {
             names: policy.names.iter().cloned().collect(),
             prefixes: policy.prefixes.iter().cloned().collect(),
             memfd_allow: policy.memfd_allow.iter().cloned().collect(),
@@ -183,8 +186,9 @@ impl Lists {
             domains,
             hashes: policy.sha256.iter().cloned().collect(),
             drift_allow: policy.drift.allow.iter().cloned().collect(),
-            tuning_allow: resolve_tuning_allow(&policy.behavior).0,
-        }
+            tuning_allow,
+        };
+        (lists, missing)
     }
 
     /// Entries that can match an exec: names and prefix patterns.
@@ -912,7 +916,7 @@ mod tests {
     fn domains_under_another_are_left_to_it() {
         let mut policy = Policy::parse("mode = \"enforce\"\nnames = []\n").unwrap();
         policy.argv.domains = vec!["x.com".into(), "pool.x.com".into(), "y.org".into()];
-        let lists = Lists::from_policy(&policy);
+        let (lists, _) = Lists::from_policy(&policy);
         assert_eq!(
             lists.domains,
             ["x.com".to_string(), "y.org".to_string()].into()
@@ -920,6 +924,6 @@ mod tests {
         assert!(lists.arg_rules.contains("option:--coin"));
         assert!(lists.arg_rules.contains("scheme:stratum+tcp://"));
         policy.argv.enabled = false;
-        assert!(Lists::from_policy(&policy).arg_rules.is_empty());
+        assert!(Lists::from_policy(&policy).0.arg_rules.is_empty());
     }
 }
