@@ -34,6 +34,8 @@ pub struct Options {
     pub tier: Option<Tier>,
     /// Where to serve Prometheus metrics (loopback only), if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The schema of the lines on stdout.
+    pub format: output::Format,
     /// For tests: fail the start once the policy is in the maps, before attaching, to
     /// prove that a failed start leaves the pinned state as it found it.
     pub fail_after_policy: bool,
@@ -428,10 +430,11 @@ impl<'obj> Agent<'obj> {
             .context("opening the event ring buffer")?;
         let mut ring = RingBufferBuilder::new();
         let queue = &sender;
+        let mut encoder = output::Encoder::new(self.opts.format);
         ring.add(&events, move |data: &[u8]| {
             // Whatever the record holds, the callback returns 0: an error or a panic here
             // would stop the consumer on this record, and every restart would meet it again.
-            match output::encode(data, &enrich::Clocks::now()) {
+            match encoder.encode(data, &enrich::Clocks::now()) {
                 Ok(line) => queue.send(line),
                 Err(err) => queue.skipped(&err),
             }

@@ -59,6 +59,10 @@ enum Cmd {
         /// Format of the logs on stderr.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Schema of the events on stdout: json (minerguard's) or falco (Falco's alert, as
+        /// Falcosidekick and Falco's pipelines take it).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+        output_format: OutputFormat,
         /// Serve Prometheus metrics at http://ADDR/metrics (loopback only, e.g. 127.0.0.1:9464).
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<SocketAddr>,
@@ -152,6 +156,21 @@ impl TierArg {
             TierArg::Lsm => Some(Tier::Lsm),
             TierArg::FmodRet => Some(Tier::FmodRet),
             TierArg::Kill => Some(Tier::Kill),
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Json,
+    Falco,
+}
+
+impl From<OutputFormat> for output::Format {
+    fn from(f: OutputFormat) -> output::Format {
+        match f {
+            OutputFormat::Json => output::Format::Json,
+            OutputFormat::Falco => output::Format::Falco,
         }
     }
 }
@@ -273,6 +292,7 @@ fn main() -> ExitCode {
             policy,
             mode,
             log_format,
+            output_format,
             metrics_addr,
             tier,
             fail_after_policy,
@@ -284,6 +304,7 @@ fn main() -> ExitCode {
                     mode: mode.map(Mode::from),
                     tier: tier.tier(),
                     metrics_addr,
+                    format: output_format.into(),
                     fail_after_policy,
                 },
                 &mut logs,
