@@ -15,6 +15,10 @@
 #   VM_TIMEOUT  hard limit per boot in seconds (default 1800)
 #   VM_LOG_DIR  where console logs go (default $MINERGUARD_CACHE/logs)
 #   VM_OUT      file descriptor for the progress and BOOT lines (default 1)
+#   VM_RESUME   a file listing the boot's independent parts (a suite file), or empty: the
+#               second boot after the TCG trap then starts at the first part without a
+#               result (mg_resume=NAME on its command line), and the results of both boots
+#               are tallied together (VM_LOG: both logs in one file)
 #   MG_VERBOSE=1  show the whole console, not only the tagged lines
 # Results of vm_boot: VM_LOG, VM_RC (qemu's status), VM_SECS, VM_BOOT_S (seconds to the BOOT
 # line), VM_RELEASE (the kernel the guest runs), VM_WRONG_KERNEL and VM_PROBLEM (empty when
@@ -75,7 +79,22 @@ vm_boot() {
 	if [ -n "$VM_PROBLEM" ] && [ -z "$VM_WRONG_KERNEL" ] &&
 		grep -aqE "Oops: int3|soft lockup - CPU" "$VM_LOG"; then
 		echo "AGAIN $name $tag: the guest kernel trapped or locked up on code being patched (QEMU TCG); booting once more" >&2
-		_vm_boot_once "$name" "$tag-again" "$initrd" "$append"
+		local first=$VM_LOG resume=''
+		# Parts that already have a result are not run again (each boot is a clean machine).
+		if [ -n "${VM_RESUME:-}" ]; then
+			resume=$(grep -v '^[[:space:]]*#' "$VM_RESUME" | while read -r part; do
+				[ -n "$part" ] || continue
+				grep -aq "${VM_PREFIX}RESULT $part " "$first" || { echo "$part"; break; }
+			done)
+		fi
+		if [ -n "$resume" ]; then
+			echo "AGAIN $name $tag: resuming at $resume" >&2
+			_vm_boot_once "$name" "$tag-again" "$initrd" "$append mg_resume=$resume"
+			cat "$first" "$VM_LOG" > "$VM_LOG.both"
+			mv "$VM_LOG.both" "$VM_LOG"
+		else
+			_vm_boot_once "$name" "$tag-again" "$initrd" "$append"
+		fi
 	fi
 	if [ -n "$VM_WRONG_KERNEL" ]; then
 		echo "FAIL $name $tag: $VM_WRONG_KERNEL" >&"$VM_OUT"
