@@ -76,27 +76,22 @@ pub fn resolve_tuning_allow(behavior: &Behavior) -> (BTreeSet<String>, Vec<Strin
     for path in &behavior.allow_programs {
         match std::fs::metadata(path) {
             // The kernel's dev_t: the major above 20 bits of minor (kdev_t.h).
-            Ok(m) => resolved.insert(format!(
-                "program:{}:{}",
-                (major(m.dev()) << 20) | minor(m.dev()),
-                m.ino()
-            )),
-            Err(e) => {
-                missing.push(format!("allow_programs entry {path}: {e}"));
-                continue;
+            Ok(m) => {
+                let dev = (major(m.dev()) << 20) | minor(m.dev());
+                resolved.insert(format!("program:{dev}:{}", m.ino()));
             }
-        };
+            Err(e) => missing.push(format!("allow_programs entry {path}: {e}")),
+        }
     }
     for path in &behavior.allow_cgroups {
         let full = format!("{CGROUP_ROOT}{}", path.trim_end_matches('/'));
         match std::fs::metadata(&full) {
             // A cgroup v2's id is its directory's inode number.
-            Ok(m) => resolved.insert(format!("cgroup:{}", m.ino())),
-            Err(e) => {
-                missing.push(format!("allow_cgroups entry {path} ({full}): {e}"));
-                continue;
+            Ok(m) => {
+                resolved.insert(format!("cgroup:{}", m.ino()));
             }
-        };
+            Err(e) => missing.push(format!("allow_cgroups entry {path} ({full}): {e}")),
+        }
     }
     (resolved, missing)
 }
