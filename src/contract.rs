@@ -18,7 +18,7 @@ pub use crate::bpf::types::{
 /// are then replaced, not adopted. `tests::abi_fingerprint_is_current` guards it. (Built with
 /// MINERGUARD_NEXT_ABI=1, the next number: how the systemd VM test makes a package whose
 /// contract changed, to upgrade to.)
-pub const ABI: u32 = if cfg!(minerguard_next_abi) { 9 } else { 8 };
+pub const ABI: u32 = if cfg!(minerguard_next_abi) { 10 } else { 9 };
 
 /// Longest listed name in bytes (the key keeps one byte for the NUL).
 pub const NAME_MAX_BYTES: usize = mg_limit::MG_NAME_LEN.0 as usize - 1;
@@ -33,6 +33,8 @@ pub const MAX_HASHES: usize = mg_limit::MG_MAX_HASHES.0 as usize;
 pub const SHA256_LEN: usize = mg_limit::MG_SHA256_LEN.0 as usize;
 pub const MAX_DRIFT_ALLOW: usize = mg_limit::MG_MAX_DRIFT_ALLOW.0 as usize;
 pub const MAX_TUNING_ALLOW: usize = mg_limit::MG_MAX_TUNING_ALLOW.0 as usize;
+/// The most bytes of a command line an event carries (its buffer is larger: see the header).
+pub const CMDLINE_LEN: usize = mg_limit::MG_CMDLINE_LEN.0 as usize;
 /// The argument the functional probe passes: the rules map lists it as MG_ARG_PROBE, so the
 /// process that receives it is killed before it runs, whatever the mode.
 pub const ARGV_PROBE: &str = "--minerguard-argv-probe";
@@ -320,6 +322,9 @@ mod tests {
                 cgroup_name,
                 observed_changes,
                 observed_ms,
+                cmdline_len,
+                cmdline_cut,
+                cmdline,
             }),
         ]
     }
@@ -418,7 +423,7 @@ mod tests {
         });
         assert_eq!(
             (ABI, fingerprint),
-            (8, 6820035120181349797),
+            (9, 15160691205619672014),
             "layout: {text}"
         );
     }

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 
 use crate::contract::{
-    c_str, from_bytes, mg_action, mg_event, mg_hook, mg_match, Tier, SHA256_LEN,
+    c_str, from_bytes, mg_action, mg_event, mg_hook, mg_match, Tier, CMDLINE_LEN, SHA256_LEN,
 };
 use crate::maps::hex;
 use crate::policy::Mode;
@@ -129,6 +129,11 @@ pub struct Event {
     pub cgroup_name: String,
     /// A behaviour match: the changes seen, and over how many milliseconds.
     pub observed: Option<(u32, u32)>,
+    /// The command line's arguments (argv[0] first) as far as the kernel read them; empty when
+    /// unreadable (a page swapped out, a kernel thread).
+    pub args: Vec<String>,
+    /// More arguments (or bytes) than were read.
+    pub args_cut: bool,
 }
 
 pub fn decode(data: &[u8]) -> Result<Event> {
@@ -195,7 +200,24 @@ pub fn decode(data: &[u8]) -> Result<Event> {
         cgroup_name: c_str(&raw.cgroup_name),
         observed: (matched_on == MatchedOn::Randomx)
             .then_some((raw.observed_changes, raw.observed_ms)),
+        args: args(&raw.cmdline, raw.cmdline_len),
+        args_cut: raw.cmdline_cut != 0,
     })
+}
+
+/// The arguments in the first `len` bytes of `buf`, NUL-separated as in /proc/PID/cmdline (the
+/// last one without its NUL when cut). Not UTF-8: replaced, as a log must stay readable.
+fn args(buf: &[std::ffi::c_char], len: u32) -> Vec<String> {
+    let len = (len as usize).min(CMDLINE_LEN).min(buf.len());
+    let bytes: Vec<u8> = buf[..len].iter().map(|&b| b as u8).collect();
+    let bytes = bytes.strip_suffix(&[0]).unwrap_or(&bytes);
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    bytes
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
 }
 
 #[cfg(test)]
@@ -234,6 +256,9 @@ pub(crate) mod tests {
             &mut e.cgroup_name,
             "docker-3f1c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a.scope",
         );
+        let cmdline = "xmrig\0-o\0stratum+tcp://pool.example:3333\0";
+        fill(&mut e.cmdline, cmdline);
+        e.cmdline_len = cmdline.len() as u32;
         bytes(&e).to_vec()
     }
 
@@ -250,6 +275,24 @@ pub(crate) mod tests {
         assert_eq!(e.cgroup_id, 4242);
         assert!(!e.host);
         assert!(e.cgroup_name.starts_with("docker-3f1c"));
+        assert_eq!(e.args, ["xmrig", "-o", "stratum+tcp://pool.example:3333"]);
+        assert!(!e.args_cut);
+    }
+
+    #[test]
+    fn command_lines_decode_whole_cut_empty_and_not_utf8() {
+        let c = |s: &[u8]| s.iter().map(|&b| b as std::ffi::c_char).collect::<Vec<_>>();
+        assert_eq!(args(&c(b"a\0\0b\0"), 5), ["a", "", "b"]);
+        // Cut inside an argument: no NUL after it.
+        assert_eq!(
+            args(&c(b"xmrig\0--donate-le"), 17),
+            ["xmrig", "--donate-le"]
+        );
+        assert!(args(&c(b"xmrig\0"), 0).is_empty());
+        assert!(args(&c(b"\0"), 1).is_empty());
+        assert_eq!(args(&c(b"a\xff\0"), 3), ["a\u{fffd}"]);
+        // A length past the buffer (the kernel's own bound) is not trusted.
+        assert_eq!(args(&c(b"ab"), u32::MAX), ["ab"]);
     }
 
     #[test]

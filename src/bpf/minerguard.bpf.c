@@ -427,6 +427,100 @@ struct mg_found {
 };
 
 /*
+ * Where an x86-64 syscall's user registers are: struct pt_regs at the top of
+ * the task's kernel stack (task_pt_regs), below a padding that is 16 bytes
+ * when the kernel is built with FRED (6.9+), none before. The layout is the
+ * ptrace ABI's, fixed. THREAD_SIZE is 16 KiB on kernels without KASAN (Debian's,
+ * Ubuntu's); elsewhere no syscall number is found and the arguments are not
+ * reported, nothing else changes.
+ */
+#define MG_THREAD_SIZE 16384
+#define MG_REGS_SIZE 168
+#define MG_REGS_DX 96
+#define MG_REGS_SI 104
+#define MG_REGS_ORIG_AX 120
+#define MG_NR_EXECVE 59
+#define MG_NR_EXECVEAT 322
+
+/* The argv the caller passed to execve or execveat, or NULL. */
+static __always_inline const char *const *exec_argv(struct task_struct *task)
+{
+	char *top = (char *)BPF_CORE_READ(task, stack) + MG_THREAD_SIZE;
+	unsigned long nr = 0, argv = 0;
+	char *regs;
+
+	for (int pad = 0; pad <= 16; pad += 16) {
+		regs = top - pad - MG_REGS_SIZE;
+		if (bpf_probe_read_kernel(&nr, sizeof(nr), regs + MG_REGS_ORIG_AX))
+			return NULL;
+		if (nr == MG_NR_EXECVE) {
+			bpf_probe_read_kernel(&argv, sizeof(argv), regs + MG_REGS_SI);
+			break;
+		}
+		if (nr == MG_NR_EXECVEAT) {
+			bpf_probe_read_kernel(&argv, sizeof(argv), regs + MG_REGS_DX);
+			break;
+		}
+	}
+	return (const char *const *)argv;
+}
+
+/*
+ * The command line of an exec that can still fail: at bprm_check_security the
+ * arguments sit in the new address space, not yet current, but the caller's
+ * own copy is still in its memory, where argv points. (The caller may change
+ * it after the kernel copied it: what is reported is what its memory holds at
+ * the check. Arguments are not matched here: see argv.bpf.h.)
+ */
+static __always_inline void exec_cmdline(struct task_struct *task, struct mg_event *e)
+{
+	const char *const *argv = exec_argv(task);
+	const char *arg = NULL;
+	__u32 off = 0;
+	long n;
+	int i;
+
+	if (!argv)
+		return;
+	for (i = 0; i < MG_CMDLINE_ARGS; i++) {
+		if (off >= MG_CMDLINE_LEN)
+			break;
+		if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) || !arg)
+			break;
+		off &= MG_CMDLINE_LEN - 1;
+		n = bpf_probe_read_user_str(&e->cmdline[off], MG_CMDLINE_LEN - off, arg);
+		if (n <= 0)
+			break;
+		off += n;
+	}
+	e->cmdline_len = off < MG_CMDLINE_LEN ? off : MG_CMDLINE_LEN;
+	/* Cut: the room ran out, or an argument is left past the ones read. */
+	if (off >= MG_CMDLINE_LEN ||
+	    (i == MG_CMDLINE_ARGS && !bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) && arg))
+		e->cmdline_cut = 1;
+}
+
+/* The command line of a running process: its argument area, as /proc/PID/cmdline reads it. */
+static __always_inline void own_cmdline(struct task_struct *task, struct mg_event *e)
+{
+	unsigned long start = BPF_CORE_READ(task, mm, arg_start);
+	unsigned long end = BPF_CORE_READ(task, mm, arg_end);
+	__u64 len;
+
+	if (!start || end <= start)
+		return;
+	len = end - start;
+	if (len > MG_CMDLINE_LEN) {
+		len = MG_CMDLINE_LEN;
+		e->cmdline_cut = 1;
+	}
+	barrier_var(len);
+	len &= MG_CMDLINE_BUF - 1;
+	if (bpf_probe_read_user(e->cmdline, len, (const void *)start) == 0)
+		e->cmdline_len = len;
+}
+
+/*
  * Sends one event. Enforcement never waits on the ring buffer: when it is
  * full, the loss is only counted.
  */
@@ -476,6 +570,13 @@ static __always_inline void report(const struct mg_found *f, enum mg_mode mode,
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), f->path);
 	bpf_probe_read_kernel_str(e->cgroup_name, sizeof(e->cgroup_name),
 				  BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, name));
+	/* (A reserved record is not zeroed.) */
+	e->cmdline_len = 0;
+	e->cmdline_cut = 0;
+	if (f->hook == MG_HOOK_EXEC && f->tier != MG_TIER_KILL)
+		exec_cmdline(task, e);
+	else
+		own_cmdline(task, e);
 	bpf_ringbuf_submit(e, 0);
 }
 

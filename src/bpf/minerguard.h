@@ -58,6 +58,16 @@ enum mg_limit {
 	 * only its first piece is matched). Arguments past that are not checked.
 	 */
 	MG_MAX_ARG_CHUNKS = 64,
+	/*
+	 * The command line an event reports: the first MG_CMDLINE_ARGS arguments,
+	 * NUL-separated as in /proc/PID/cmdline, within MG_CMDLINE_LEN bytes. The
+	 * event's buffer is twice that: each argument is copied with the room left
+	 * as its bound, and the verifier takes the largest offset plus the largest
+	 * size (a power of two, so that a mask proves the offset).
+	 */
+	MG_CMDLINE_LEN = 256,
+	MG_CMDLINE_BUF = 2 * MG_CMDLINE_LEN,
+	MG_CMDLINE_ARGS = 32,
 	/* Listed SHA-256 digests, and files whose digest is kept (LRU). */
 	MG_MAX_HASHES = 4096,
 	MG_HASHES_CAPACITY = 2 * MG_MAX_HASHES,
@@ -390,6 +400,15 @@ struct mg_event {
 	/* MG_MATCH_RANDOMX: the changes seen, and over how long */
 	__u32 observed_changes;
 	__u32 observed_ms;
+	/*
+	 * The command line: for an exec stopped where it can still fail, the
+	 * arguments the caller passes to it (read from its memory, where an
+	 * exec's arguments still are); otherwise the process's own (its argument
+	 * area). Bytes used, NULs between arguments; cut: more than was read.
+	 */
+	__u32 cmdline_len;
+	__u32 cmdline_cut;
+	char cmdline[MG_CMDLINE_BUF];
 };
 
 #endif /* MINERGUARD_H */

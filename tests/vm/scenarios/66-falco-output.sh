@@ -19,6 +19,7 @@ for cond in ".rule == \"$rule\"" '.priority == "Critical"' '.source == "minergua
 	'(.time | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$"))' '(.hostname | length > 0)' \
 	'(.tags | index("T1496") and index("mitre_impact") and index("host"))' \
 	'.output_fields["proc.name"] == "xmrig"' '.output_fields["proc.exepath"] == "/tmp/xmrig"' \
+	'.output_fields["proc.cmdline"] == "xmrig 1"' '.output_fields["proc.args"] == "1"' \
 	'.output_fields["user.uid"] == 1000' "(.output_fields[\"user.name\"] == $(if [ -n "$user" ]; then echo "\"$user\""; else echo null; fi))" \
 	"(.output_fields[\"minerguard.action\"] == \"$BLOCKED\")" '(.output | test("Critical"))' \
 	'(.output_fields["k8s.pod.name"] == null)'; do
