@@ -3,11 +3,12 @@
 //! loop (ring buffer -> decode -> output) until SIGTERM/SIGINT, reloading on SIGHUP; `stop`
 //! leaves enforcement in place (see `pins`).
 
+use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -36,6 +37,8 @@ pub struct Options {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// The schema of the lines on stdout.
     pub format: output::Format,
+    /// How long a storm's repeats are held for one summary line (zero: never).
+    pub storm_window: Duration,
     /// For tests: fail the start once the policy is in the maps, before attaching, to
     /// prove that a failed start leaves the pinned state as it found it.
     pub fail_after_policy: bool,
@@ -428,14 +431,25 @@ impl<'obj> Agent<'obj> {
         // events map (not the skeleton's) leaves `self` free for reloads meanwhile.
         let events = MapHandle::try_from(&self.skel.maps.mg_events)
             .context("opening the event ring buffer")?;
+        // Shared by the ring buffer's callback and this loop (storms' summaries), on this
+        // thread only: the callback runs inside `poll`, never while the loop holds it.
+        let encoder = RefCell::new(output::Encoder::new(
+            self.opts.format,
+            self.opts.storm_window,
+        ));
         let mut ring = RingBufferBuilder::new();
         let queue = &sender;
-        let mut encoder = output::Encoder::new(self.opts.format);
+        let callback_encoder = &encoder;
         ring.add(&events, move |data: &[u8]| {
             // Whatever the record holds, the callback returns 0: an error or a panic here
             // would stop the consumer on this record, and every restart would meet it again.
-            match encoder.encode(data, &enrich::Clocks::now()) {
-                Ok(line) => queue.send(line),
+            let Ok(mut encoder) = callback_encoder.try_borrow_mut() else {
+                queue.skipped(&anyhow::anyhow!("the encoder is busy (a bug: re-entered)"));
+                return 0;
+            };
+            match encoder.next(data, &enrich::Clocks::now(), Instant::now()) {
+                Ok(Some(line)) => queue.send(line),
+                Ok(None) => {}
                 Err(err) => queue.skipped(&err),
             }
             0
@@ -450,6 +464,7 @@ impl<'obj> Agent<'obj> {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e).context("reading events from the ring buffer"),
             }
+            summaries(&encoder, &sender, false);
             if self.signals.reload.swap(false, Ordering::Relaxed) {
                 self.reload();
             }
@@ -458,9 +473,11 @@ impl<'obj> Agent<'obj> {
             delivery.report();
             watchdog.ping();
         }
-        // Drain what was queued before the stop. The pinned link keeps the node protected.
+        // Drain what was queued before the stop, storms' counts included. The pinned link
+        // keeps the node protected.
         let _ = ring.consume();
         drop(ring);
+        summaries(&encoder, &sender, true);
         delivery.finish(STOP_DRAIN, sender);
         Ok(())
     }
@@ -478,6 +495,19 @@ impl<'obj> Agent<'obj> {
             );
         }
         info!("stopping; enforcement stays in place (`minerguard disable` removes it)");
+    }
+}
+
+/// Queues the lines of storms' summaries that are due (all of them when `stopping`).
+fn summaries(encoder: &RefCell<output::Encoder>, sender: &delivery::Sender, stopping: bool) {
+    let Ok(mut encoder) = encoder.try_borrow_mut() else {
+        return;
+    };
+    for line in encoder.summaries(&enrich::Clocks::now(), Instant::now(), stopping) {
+        match line {
+            Ok(line) => sender.send(line),
+            Err(err) => sender.skipped(&err),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod output;
 mod pins;
 mod policy;
 mod ratelimit;
+mod storm;
 
 use std::io::IsTerminal;
 use std::mem::MaybeUninit;
@@ -71,6 +72,11 @@ enum Cmd {
         /// the first instruction).
         #[arg(long, value_enum, default_value_t = TierArg::Auto)]
         tier: TierArg,
+        /// A storm (one container stopped again and again for the same thing) is one line at
+        /// once, then one line per this many seconds with the count it stands for; 0 writes
+        /// every event.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        storm_window: u64,
         /// For tests: fail the start after the policy is in the maps, before attaching.
         #[arg(long, hide = true)]
         fail_after_policy: bool,
@@ -295,6 +301,7 @@ fn main() -> ExitCode {
             output_format,
             metrics_addr,
             tier,
+            storm_window,
             fail_after_policy,
         } => {
             let mut logs = init_logging(log_format);
@@ -305,6 +312,7 @@ fn main() -> ExitCode {
                     tier: tier.tier(),
                     metrics_addr,
                     format: output_format.into(),
+                    storm_window: std::time::Duration::from_secs(storm_window),
                     fail_after_policy,
                 },
                 &mut logs,

@@ -8,8 +8,11 @@ use std::panic::{self, AssertUnwindSafe};
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
+use std::time::{Duration, Instant};
+
 use crate::enrich::{self, Clocks};
 use crate::event::{self, Event};
+use crate::storm::{Storms, Verdict};
 
 #[derive(Serialize)]
 pub struct Record<'a> {
@@ -37,6 +40,11 @@ pub struct Record<'a> {
     pub cgroup_id: u64,
     /// The leaf name of the caller's cgroup at the exec.
     pub cgroup: &'a str,
+    /// The arguments, space-separated (argv[0] first): of the exec for an exec, of the process
+    /// otherwise; null when unreadable.
+    pub cmdline: Option<String>,
+    /// The kernel read the first arguments only (README: event schema).
+    pub cmdline_truncated: bool,
     pub mnt_ns: u32,
     /// In the host's mount namespace (PID 1's).
     pub host: bool,
@@ -45,6 +53,11 @@ pub struct Record<'a> {
     /// `matched_on: "randomx"` only: what the kernel saw.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed: Option<Observed>,
+    /// How many events this line stands for: 1, or for a storm's summary (README: storms) the
+    /// events of its window, the last of which this line shows.
+    pub count: u64,
+    /// A summary: when the first event it counts happened (null otherwise).
+    pub first_time: Option<String>,
     /// `time` in nanoseconds since the epoch (Falco's `evt.time`).
     #[serde(skip)]
     pub wall_ns: i128,
@@ -83,6 +96,8 @@ impl<'a> Record<'a> {
             file_name: &e.file_name,
             cgroup_id: e.cgroup_id,
             cgroup: &e.cgroup_name,
+            cmdline: (!e.args.is_empty()).then(|| e.args.join(" ")),
+            cmdline_truncated: e.args_cut,
             mnt_ns: e.mnt_ns,
             host: e.host,
             container_id: container.map(|c| c.id),
@@ -91,6 +106,8 @@ impl<'a> Record<'a> {
                 changes,
                 seconds: f64::from(ms) / 1000.0,
             }),
+            count: 1,
+            first_time: None,
             wall_ns,
         })
     }
@@ -111,6 +128,7 @@ pub struct Encoder {
     format: Format,
     hostname: String,
     users: HashMap<u32, Option<String>>,
+    storms: Storms,
 }
 
 /// The node's name: `NODE_NAME` (Kubernetes' downward API sets it), else the hostname.
@@ -130,11 +148,13 @@ pub fn node_name() -> String {
 const MAX_USERS: usize = 1024;
 
 impl Encoder {
-    pub fn new(format: Format) -> Encoder {
+    /// `window`: how long a storm's repeats are held for one summary (zero: never).
+    pub fn new(format: Format, window: Duration) -> Encoder {
         Encoder {
             format,
             hostname: node_name(),
             users: HashMap::new(),
+            storms: Storms::new(window),
         }
     }
 
@@ -153,24 +173,74 @@ impl Encoder {
         name
     }
 
-    /// A ring-buffer record as the JSON line to print, newline included. Never panics:
-    /// this runs inside libbpf's callback, where a panic cannot unwind and aborts the agent
-    /// before the consumer position advances, so every restart would die on the same record.
+    /// A ring-buffer record as the JSON line to print, newline included, whatever storm it
+    /// is part of (tests).
+    #[cfg(test)]
     pub fn encode(&mut self, data: &[u8], clocks: &Clocks) -> Result<Vec<u8>> {
         no_panic(|| {
             let e = event::decode(data)?;
-            let record = Record::new(&e, clocks)?;
-            let mut line = match self.format {
-                Format::Json => serde_json::to_vec(&record),
-                Format::Falco => {
-                    let user = self.user(e.uid);
-                    serde_json::to_vec(&falco(&record, &e, &self.hostname, user))
-                }
-            }
-            .context("encoding an event")?;
-            line.push(b'\n');
-            Ok(line)
+            self.line(&e, clocks, 1, None)
         })
+    }
+
+    /// A ring-buffer record as the JSON line to print, newline included, or `None` when it
+    /// is a storm's repeat, held for the storm's next summary (`summaries`). Never panics:
+    /// this runs inside libbpf's callback, where a panic cannot unwind and aborts the agent
+    /// before the consumer position advances, so every restart would die on the same record.
+    pub fn next(&mut self, data: &[u8], clocks: &Clocks, now: Instant) -> Result<Option<Vec<u8>>> {
+        no_panic(|| {
+            let e = event::decode(data)?;
+            match self.storms.admit(&e, data, now) {
+                Verdict::Held => Ok(None),
+                Verdict::Report => self.line(&e, clocks, 1, None).map(Some),
+            }
+        })
+    }
+
+    /// The lines of storms' summaries due at `now`; with `stopping`, every one held.
+    pub fn summaries(
+        &mut self,
+        clocks: &Clocks,
+        now: Instant,
+        stopping: bool,
+    ) -> Vec<Result<Vec<u8>>> {
+        let due = if stopping {
+            self.storms.drain()
+        } else {
+            self.storms.due(now)
+        };
+        due.into_iter()
+            .map(|s| {
+                no_panic(|| {
+                    let e = event::decode(&s.record)?;
+                    self.line(&e, clocks, s.count, Some(s.first_boot_ns))
+                })
+            })
+            .collect()
+    }
+
+    fn line(
+        &mut self,
+        e: &Event,
+        clocks: &Clocks,
+        count: u64,
+        first: Option<u64>,
+    ) -> Result<Vec<u8>> {
+        let mut record = Record::new(e, clocks)?;
+        record.count = count;
+        if let Some(boot_ns) = first {
+            record.first_time = enrich::rfc3339(clocks.wall_clock(boot_ns));
+        }
+        let mut line = match self.format {
+            Format::Json => serde_json::to_vec(&record),
+            Format::Falco => {
+                let user = self.user(e.uid);
+                serde_json::to_vec(&falco(&record, e, &self.hostname, user))
+            }
+        }
+        .context("encoding an event")?;
+        line.push(b'\n');
+        Ok(line)
     }
 }
 
@@ -233,12 +303,22 @@ fn falco<'a>(
         _ => r.comm,
     };
     let unknown = Value::Null;
+    // Falco's proc.cmdline is the process name and its arguments after argv[0].
+    let args = e.args.get(1..).unwrap_or_default().join(" ");
+    let cmdline = (!e.args.is_empty()).then(|| {
+        if args.is_empty() {
+            proc_name.to_string()
+        } else {
+            format!("{proc_name} {args}")
+        }
+    });
     let fields: BTreeMap<&'static str, Value> = [
         // (json! of an i128 would panic outside i64: the years 1678-2262 fit.)
         ("evt.time", json!(i64::try_from(r.wall_ns).ok())),
         ("proc.name", json!(proc_name)),
         ("proc.exepath", json!(r.filename)),
-        ("proc.cmdline", unknown.clone()),
+        ("proc.cmdline", json!(cmdline)),
+        ("proc.args", json!((!e.args.is_empty()).then_some(&args))),
         ("proc.pid", json!(r.pid)),
         ("proc.ppid", json!(r.ppid)),
         ("user.uid", json!(r.uid)),
@@ -257,15 +337,19 @@ fn falco<'a>(
         ("minerguard.comm", json!(r.comm)),
         ("minerguard.cgroup", json!(r.cgroup)),
         ("minerguard.host", json!(r.host)),
+        ("minerguard.count", json!(r.count)),
+        ("minerguard.first_time", json!(r.first_time)),
     ]
     .into_iter()
     .collect();
     let user_text = user.unwrap_or_else(|| "?".into());
     let output = format!(
-        "{}: {priority} {rule} | process={proc_name} exe={} pid={} ppid={} user={user_text} \
-         user_uid={} container_id={} matched_on={} matched_name={} action={} tier={}",
+        "{}: {priority} {rule} | process={proc_name} exe={} command={} pid={} ppid={} \
+         user={user_text} user_uid={} container_id={} matched_on={} matched_name={} action={} \
+         tier={}{}",
         r.time,
         r.filename,
+        cmdline.as_deref().unwrap_or("?"),
         r.pid,
         r.ppid,
         r.uid,
@@ -274,6 +358,10 @@ fn falco<'a>(
         r.matched_name,
         r.action,
         r.tier,
+        match &r.first_time {
+            Some(first) => format!(" count={} since={first}", r.count),
+            None => String::new(),
+        },
     );
     FalcoAlert {
         hostname,
@@ -309,11 +397,11 @@ mod tests {
     use crate::event::tests::raw_blocked_xmrig;
 
     fn encode(data: &[u8], clocks: &Clocks) -> Result<Vec<u8>> {
-        Encoder::new(Format::Json).encode(data, clocks)
+        Encoder::new(Format::Json, Duration::ZERO).encode(data, clocks)
     }
 
     fn falco_line(data: &[u8]) -> serde_json::Value {
-        let line = Encoder::new(Format::Falco)
+        let line = Encoder::new(Format::Falco, Duration::ZERO)
             .encode(data, &Clocks::now())
             .unwrap();
         assert!(line.ends_with(b"}\n") && line.iter().filter(|&&b| b == b'\n').count() == 1);
@@ -381,11 +469,17 @@ mod tests {
         assert_eq!(f["minerguard.action"], "blocked");
         assert_eq!(f["minerguard.matched_on"], "both");
         assert!(f["evt.time"].is_i64(), "{f}");
-        assert!(f["proc.cmdline"].is_null() && f["k8s.pod.name"].is_null());
+        assert_eq!(
+            f["proc.cmdline"],
+            "xmrig -o stratum+tcp://pool.example:3333"
+        );
+        assert_eq!(f["proc.args"], "-o stratum+tcp://pool.example:3333");
+        assert!(f["k8s.pod.name"].is_null());
         let output = v["output"].as_str().unwrap();
         assert!(
             output.contains("Critical Cryptominer execution blocked")
-                && output.contains("process=xmrig"),
+                && output.contains("process=xmrig")
+                && output.contains("command=xmrig -o stratum+tcp://pool.example:3333 pid="),
             "{output}"
         );
     }
@@ -406,6 +500,49 @@ mod tests {
     }
 
     #[test]
+    fn a_storm_is_one_line_then_a_summary_with_its_count_and_first_time() {
+        let clocks = Clocks::now();
+        let t0 = Instant::now();
+        let w = Duration::from_secs(10);
+        let raw = raw_blocked_xmrig();
+        let mut enc = Encoder::new(Format::Falco, w);
+        let first = enc
+            .next(&raw, &clocks, t0)
+            .unwrap()
+            .expect("the first is reported");
+        let v: serde_json::Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(v["output_fields"]["minerguard.count"], 1);
+        assert!(v["output_fields"]["minerguard.first_time"].is_null());
+        for _ in 0..99 {
+            assert!(enc.next(&raw, &clocks, t0).unwrap().is_none());
+        }
+        assert!(
+            enc.summaries(&clocks, t0, false).is_empty(),
+            "window still open"
+        );
+        let due = enc.summaries(&clocks, t0 + w, false);
+        assert_eq!(due.len(), 1);
+        let v: serde_json::Value = serde_json::from_slice(due[0].as_ref().unwrap()).unwrap();
+        falcosidekick_accepts(&v);
+        assert_eq!(v["output_fields"]["minerguard.count"], 99);
+        assert!(v["output_fields"]["minerguard.first_time"].is_string());
+        assert!(
+            v["output"].as_str().unwrap().contains(" count=99 since="),
+            "{v}"
+        );
+        // Stopping writes what is held, whatever the window.
+        let mut json = Encoder::new(Format::Json, w);
+        json.next(&raw, &clocks, t0).unwrap();
+        json.next(&raw, &clocks, t0).unwrap();
+        let held = json.summaries(&clocks, t0, true);
+        let v: serde_json::Value = serde_json::from_slice(held[0].as_ref().unwrap()).unwrap();
+        assert_eq!(
+            (v["count"].as_u64(), v["first_time"].is_string()),
+            (Some(1), true)
+        );
+    }
+
+    #[test]
     fn record_has_the_documented_keys() {
         let line =
             String::from_utf8(encode(&raw_blocked_xmrig(), &Clocks::now()).unwrap()).unwrap();
@@ -419,6 +556,12 @@ mod tests {
         assert_eq!(v["ppid"], 1);
         assert_eq!(v["uid"], 1000);
         assert_eq!(v["filename"], "/tmp/xmrig");
+        assert_eq!(v["cmdline"], "xmrig -o stratum+tcp://pool.example:3333");
+        assert_eq!(v["cmdline_truncated"], false);
+        assert_eq!(
+            (v["count"].as_u64(), v["first_time"].is_null()),
+            (Some(1), true)
+        );
         assert_eq!(v["cgroup_id"], 4242);
         assert_eq!(v["host"], false);
         assert_eq!(
@@ -457,7 +600,7 @@ mod tests {
             vec![0x00; raw_blocked_xmrig().len() * 3],
         ] {
             assert!(encode(&garbage, &clocks).is_err(), "{garbage:?}");
-            let falco = Encoder::new(Format::Falco).encode(&garbage, &clocks);
+            let falco = Encoder::new(Format::Falco, Duration::ZERO).encode(&garbage, &clocks);
             assert!(falco.is_err(), "{garbage:?}");
         }
         // A time RFC 3339 cannot write: skipped with an error.

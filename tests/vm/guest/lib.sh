@@ -59,11 +59,14 @@ write_policy() {
 }
 
 # start_agent POLICY [ARGS...]: run the agent in the background, wait for its ready line.
+# Env: MG_STORM_WINDOW  --storm-window (default 0: every event a line)
 start_agent() {
 	_policy=$1
 	shift
-	minerguard run --policy "$_policy" --log-format json ${MG_TIER:+--tier "$MG_TIER"} "$@" \
-		>"$EVENTS" 2>"$AGENT_LOG" &
+	# Scenarios count events one for one: storms are summarized only where a scenario sets
+	# MG_STORM_WINDOW (69-event-storms).
+	minerguard run --policy "$_policy" --log-format json ${MG_TIER:+--tier "$MG_TIER"} \
+		--storm-window "${MG_STORM_WINDOW:-0}" "$@" >"$EVENTS" 2>"$AGENT_LOG" &
 	AGENT_PID=$!
 	_t0=$(now)
 	# 60 s: under TCG emulation, loading BTF and the BPF objects takes seconds, not milliseconds.
