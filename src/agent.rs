@@ -25,6 +25,7 @@ use crate::metrics;
 use crate::output;
 use crate::pins;
 use crate::policy::{DriftMode, LayerMode, Mode, Policy};
+use crate::webhook;
 
 pub struct Options {
     pub policy: PathBuf,
@@ -34,8 +35,10 @@ pub struct Options {
     pub tier: Option<Tier>,
     /// Where to serve Prometheus metrics (loopback only), if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// The schema of the lines on stdout.
+    /// The schema of the lines on stdout (and of the webhook's bodies).
     pub format: output::Format,
+    /// Where to POST each event as well, if anywhere.
+    pub webhook: Option<webhook::Url>,
     /// For tests: fail the start once the policy is in the maps, before attaching, to
     /// prove that a failed start leaves the pinned state as it found it.
     pub fail_after_policy: bool,
@@ -420,9 +423,27 @@ impl<'obj> Agent<'obj> {
             delivery::LIMITS,
             delivery::STATE_PATH.into(),
         )?;
+        // Its own queue and thread: a receiver that is down or slow holds up neither this
+        // loop nor stdout.
+        let hook = match &self.opts.webhook {
+            Some(url) => {
+                let (hook, webhook) = webhook::start(url.clone(), webhook::LIMITS)?;
+                delivery.watch_webhook(webhook.counters());
+                info!(
+                    webhook = url.shown(),
+                    "events are also POSTed to the webhook"
+                );
+                Some((hook, webhook))
+            }
+            None => None,
+        };
         delivery.report();
         if let Some(addr) = self.opts.metrics_addr {
-            metrics::serve(addr, delivery.counters());
+            metrics::serve(
+                addr,
+                delivery.counters(),
+                hook.as_ref().map(|(_, w)| w.counters()),
+            );
         }
         // The ring buffer borrows its map for as long as it lives: an owned handle on the
         // events map (not the skeleton's) leaves `self` free for reloads meanwhile.
@@ -430,12 +451,19 @@ impl<'obj> Agent<'obj> {
             .context("opening the event ring buffer")?;
         let mut ring = RingBufferBuilder::new();
         let queue = &sender;
+        let hook_queue = hook.as_ref().map(|(h, _)| h);
         let mut encoder = output::Encoder::new(self.opts.format);
         ring.add(&events, move |data: &[u8]| {
             // Whatever the record holds, the callback returns 0: an error or a panic here
             // would stop the consumer on this record, and every restart would meet it again.
             match encoder.encode(data, &enrich::Clocks::now()) {
-                Ok(line) => queue.send(line),
+                Ok(line) => {
+                    // The webhook's copy first: queuing it never waits, stdout's may.
+                    if let Some(hook) = hook_queue {
+                        hook.send(&line);
+                    }
+                    queue.send(line)
+                }
                 Err(err) => queue.skipped(&err),
             }
             0
@@ -461,6 +489,9 @@ impl<'obj> Agent<'obj> {
         // Drain what was queued before the stop. The pinned link keeps the node protected.
         let _ = ring.consume();
         drop(ring);
+        if let Some((hook, webhook)) = hook {
+            webhook.finish(STOP_DRAIN, hook);
+        }
         delivery.finish(STOP_DRAIN, sender);
         Ok(())
     }
@@ -645,8 +676,9 @@ mod tests {
 
     #[test]
     fn the_unit_bounds_tasks_and_memory_with_margin() {
-        // main, output, log, the metrics accept thread and workers; the probe and `kill`.
-        let threads = 3 + 1 + crate::metrics::BOUNDS.workers;
+        // main, output, log, webhook and its DNS lookup, the metrics accept thread and
+        // workers; the probe and `kill`.
+        let threads = 5 + 1 + crate::metrics::BOUNDS.workers;
         let tasks: usize = unit("TasksMax").parse().unwrap();
         assert!(tasks >= 3 * (threads + 2), "TasksMax={tasks}");
         let mib: u64 = unit("MemoryMax")
