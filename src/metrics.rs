@@ -462,6 +462,9 @@ mod tests {
         assert!(text.contains(
             "# TYPE minerguard_webhook_undelivered_total counter\nminerguard_webhook_undelivered_total 6\n"
         ));
+        // Without a webhook, no webhook metric (rather than a 0 that suggests one works).
+        let without = render(&Snapshot::unpinned(), 0, None);
+        assert!(!without.contains("webhook"), "{without}");
         assert!(text.contains("minerguard_policy_names 39\n"));
         assert!(text.contains("minerguard_remembered_files 2\n"));
         assert!(text.contains("minerguard_enforce_mode 0\n"));

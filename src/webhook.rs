@@ -6,7 +6,8 @@
 //! counted, logged at a bounded rate, served as `minerguard_webhook_undelivered_total` and
 //! published for `minerguard status`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -119,6 +120,8 @@ impl Counters {
 pub struct Sender {
     tx: SyncSender<Vec<u8>>,
     counters: Arc<Counters>,
+    /// Events queued so far (the thread counts those it finished with: `Webhook::done`).
+    queued: Cell<u64>,
 }
 
 impl Sender {
@@ -126,7 +129,7 @@ impl Sender {
     pub fn send(&self, line: &[u8]) {
         let body = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
         match self.tx.try_send(body) {
-            Ok(()) => {}
+            Ok(()) => self.queued.set(self.queued.get() + 1),
             Err(TrySendError::Full(_)) => self.counters.note(&self.counters.queue_full, || {
                 "the webhook queue is full: the receiver is not keeping up".into()
             }),
@@ -141,32 +144,33 @@ impl Sender {
 pub struct Webhook {
     counters: Arc<Counters>,
     thread: Option<JoinHandle<()>>,
-    /// The thread finished with the event it holds or dropped it.
-    idle: Arc<AtomicBool>,
+    /// Events the thread finished with (delivered or counted), in queue order.
+    done: Arc<AtomicU64>,
 }
 
 /// Starts the thread that POSTs to `url`.
 pub fn start(url: Url, limits: Limits) -> Result<(Sender, Webhook)> {
     let counters = Arc::new(Counters::default());
-    let idle = Arc::new(AtomicBool::new(true));
+    let done = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::sync_channel(limits.queue);
     let agent = agent(limits);
     let thread = {
-        let (counters, idle) = (Arc::clone(&counters), Arc::clone(&idle));
+        let (counters, done) = (Arc::clone(&counters), Arc::clone(&done));
         thread::Builder::new()
             .name("webhook".into())
-            .spawn(move || post_all(rx, &agent, &url, limits, &counters, &idle))
+            .spawn(move || post_all(rx, &agent, &url, limits, &counters, &done))
             .context("starting the webhook thread")?
     };
     Ok((
         Sender {
             tx,
             counters: Arc::clone(&counters),
+            queued: Cell::new(0),
         },
         Webhook {
             counters,
             thread: Some(thread),
-            idle,
+            done,
         },
     ))
 }
@@ -233,7 +237,7 @@ fn post_all(
     url: &Url,
     limits: Limits,
     counters: &Counters,
-    idle: &AtomicBool,
+    done: &AtomicU64,
 ) {
     // After an event used up its tries, the next ones get one try each until one is
     // delivered: a receiver that is down drains the queue at the pace of one failure per
@@ -241,7 +245,6 @@ fn post_all(
     // counted rather than delivered hours late.
     let mut failing = false;
     for body in rx {
-        idle.store(false, Ordering::Relaxed);
         let tries = if failing { 1 } else { limits.tries.max(1) };
         let mut pause = limits.backoff;
         for attempt in 1..=tries {
@@ -266,7 +269,7 @@ fn post_all(
                 }
             }
         }
-        idle.store(true, Ordering::Relaxed);
+        done.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -278,6 +281,7 @@ impl Webhook {
     /// After the last event is queued: lets the thread deliver what is queued for up to
     /// `wait` (a receiver that is down must not hold the stop), then counts what is left.
     pub fn finish(mut self, wait: Duration, sender: Sender) {
+        let queued = sender.queued.get();
         drop(sender);
         let deadline = Instant::now() + wait;
         let Some(thread) = self.thread.take() else {
@@ -290,13 +294,11 @@ impl Webhook {
             let _ = thread.join();
             return;
         }
-        // The queue's receiver lives in the thread: what it still holds is not reachable
-        // from here. Count the event in hand; those queued behind it are lost with the
-        // process, and said so.
-        if !self.idle.load(Ordering::Relaxed) {
-            self.counters.failed.fetch_add(1, Ordering::Relaxed);
-        }
+        // The process exits with them: count them as what they are, undelivered.
+        let left = queued.saturating_sub(self.done.load(Ordering::Relaxed));
+        self.counters.failed.fetch_add(left, Ordering::Relaxed);
         warn!(
+            unsent = left,
             "the webhook receiver is not keeping up: events still queued at the stop are not sent"
         );
     }
@@ -460,14 +462,18 @@ pub mod tests {
         // stdout got every line while the receiver held the first request.
         assert_eq!(stdout.lines(), 1000);
         let counters = webhook.counters();
-        // 8 queued, 1 in the thread's hands: the rest counted.
-        until(|| counters.undelivered() >= 991);
-        assert_eq!(counters.queue_full.load(Ordering::Relaxed), 991);
+        // 8 queued, and 1 in the thread's hands unless the queue filled before the thread
+        // took the first: the rest counted, at once.
+        let dropped = counters.queue_full.load(Ordering::Relaxed);
+        assert!((991..=992).contains(&dropped), "{dropped}");
+        assert_eq!(counters.undelivered(), dropped);
         delivery.finish(Duration::from_secs(5), out);
         drop(held);
         webhook.finish(Duration::from_secs(30), hook);
-        assert_eq!(counters.delivered.load(Ordering::Relaxed), 9);
-        assert_eq!(r.bodies.lock().unwrap().len(), 9);
+        // Once the receiver answers, the queued ones are delivered.
+        assert_eq!(counters.delivered.load(Ordering::Relaxed), 1000 - dropped);
+        assert_eq!(r.bodies.lock().unwrap().len() as u64, 1000 - dropped);
+        assert_eq!(counters.undelivered(), dropped);
     }
 
     #[test]
@@ -508,6 +514,35 @@ pub mod tests {
         assert_eq!(bodies[0], b"{\"event\":20}");
         assert_eq!(counters.delivered.load(Ordering::Relaxed), 10);
         assert_eq!(counters.undelivered(), 20);
+    }
+
+    #[test]
+    fn a_stop_waits_a_bounded_time_and_counts_what_is_left() {
+        let gate = Arc::new(Mutex::new(()));
+        let held = gate.lock().unwrap();
+        let r = receiver(
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+            200,
+            Some(Arc::clone(&gate)),
+        );
+        let limits = Limits {
+            queue: 8,
+            request_timeout: Duration::from_secs(600),
+            ..fast()
+        };
+        let (sender, webhook) = start(url(r.addr), limits).unwrap();
+        for i in 0..5 {
+            sender.send(&line(i));
+        }
+        let counters = webhook.counters();
+        let started = Instant::now();
+        webhook.finish(Duration::from_millis(200), sender);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the stop waited for the receiver"
+        );
+        assert_eq!(counters.failed.load(Ordering::Relaxed), 5);
+        drop(held);
     }
 
     #[test]
