@@ -26,6 +26,7 @@ use crate::metrics;
 use crate::output;
 use crate::pins;
 use crate::policy::{DriftMode, LayerMode, Mode, Policy};
+use crate::webhook;
 
 pub struct Options {
     pub policy: PathBuf,
@@ -35,10 +36,12 @@ pub struct Options {
     pub tier: Option<Tier>,
     /// Where to serve Prometheus metrics (loopback only), if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// The schema of the lines on stdout.
+    /// The schema of the lines on stdout (and of the webhook's bodies).
     pub format: output::Format,
     /// How long a storm's repeats are held for one summary line (zero: never).
     pub storm_window: Duration,
+    /// Where to POST each event as well, if anywhere.
+    pub webhook: Option<webhook::Url>,
     /// For tests: fail the start once the policy is in the maps, before attaching, to
     /// prove that a failed start leaves the pinned state as it found it.
     pub fail_after_policy: bool,
@@ -423,9 +426,27 @@ impl<'obj> Agent<'obj> {
             delivery::LIMITS,
             delivery::STATE_PATH.into(),
         )?;
+        // Its own queue and thread: a receiver that is down or slow holds up neither this
+        // loop nor stdout.
+        let hook = match &self.opts.webhook {
+            Some(url) => {
+                let (hook, webhook) = webhook::start(url.clone(), webhook::LIMITS)?;
+                delivery.watch_webhook(webhook.counters());
+                info!(
+                    webhook = url.shown(),
+                    "events are also POSTed to the webhook"
+                );
+                Some((hook, webhook))
+            }
+            None => None,
+        };
         delivery.report();
         if let Some(addr) = self.opts.metrics_addr {
-            metrics::serve(addr, delivery.counters());
+            metrics::serve(
+                addr,
+                delivery.counters(),
+                hook.as_ref().map(|(_, w)| w.counters()),
+            );
         }
         // The ring buffer borrows its map for as long as it lives: an owned handle on the
         // events map (not the skeleton's) leaves `self` free for reloads meanwhile.
@@ -439,6 +460,7 @@ impl<'obj> Agent<'obj> {
         ));
         let mut ring = RingBufferBuilder::new();
         let queue = &sender;
+        let hook_queue = hook.as_ref().map(|(h, _)| h);
         let callback_encoder = &encoder;
         ring.add(&events, move |data: &[u8]| {
             // Whatever the record holds, the callback returns 0: an error or a panic here
@@ -448,7 +470,13 @@ impl<'obj> Agent<'obj> {
                 return 0;
             };
             match encoder.next(data, &enrich::Clocks::now(), Instant::now()) {
-                Ok(Some(line)) => queue.send(line),
+                Ok(Some(line)) => {
+                    // The webhook's copy first: queuing it never waits, stdout's may.
+                    if let Some(hook) = hook_queue {
+                        hook.send(&line);
+                    }
+                    queue.send(line)
+                }
                 Ok(None) => {}
                 Err(err) => queue.skipped(&err),
             }
@@ -464,7 +492,7 @@ impl<'obj> Agent<'obj> {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e).context("reading events from the ring buffer"),
             }
-            summaries(&encoder, &sender, false);
+            summaries(&encoder, &sender, hook_queue, false);
             if self.signals.reload.swap(false, Ordering::Relaxed) {
                 self.reload();
             }
@@ -477,7 +505,10 @@ impl<'obj> Agent<'obj> {
         // keeps the node protected.
         let _ = ring.consume();
         drop(ring);
-        summaries(&encoder, &sender, true);
+        summaries(&encoder, &sender, hook_queue, true);
+        if let Some((hook, webhook)) = hook {
+            webhook.finish(STOP_DRAIN, hook);
+        }
         delivery.finish(STOP_DRAIN, sender);
         Ok(())
     }
@@ -499,13 +530,23 @@ impl<'obj> Agent<'obj> {
 }
 
 /// Queues the lines of storms' summaries that are due (all of them when `stopping`).
-fn summaries(encoder: &RefCell<output::Encoder>, sender: &delivery::Sender, stopping: bool) {
+fn summaries(
+    encoder: &RefCell<output::Encoder>,
+    sender: &delivery::Sender,
+    hook: Option<&webhook::Sender>,
+    stopping: bool,
+) {
     let Ok(mut encoder) = encoder.try_borrow_mut() else {
         return;
     };
     for line in encoder.summaries(&enrich::Clocks::now(), Instant::now(), stopping) {
         match line {
-            Ok(line) => sender.send(line),
+            Ok(line) => {
+                if let Some(hook) = hook {
+                    hook.send(&line);
+                }
+                sender.send(line)
+            }
             Err(err) => sender.skipped(&err),
         }
     }
@@ -675,8 +716,9 @@ mod tests {
 
     #[test]
     fn the_unit_bounds_tasks_and_memory_with_margin() {
-        // main, output, log, the metrics accept thread and workers; the probe and `kill`.
-        let threads = 3 + 1 + crate::metrics::BOUNDS.workers;
+        // main, output, log, webhook and its DNS lookup, the metrics accept thread and
+        // workers; the probe and `kill`.
+        let threads = 5 + 1 + crate::metrics::BOUNDS.workers;
         let tasks: usize = unit("TasksMax").parse().unwrap();
         assert!(tasks >= 3 * (threads + 2), "TasksMax={tasks}");
         let mib: u64 = unit("MemoryMax")

@@ -43,6 +43,9 @@ struct Status {
     /// Events the running agent read but could not write to stdout; `None` without an agent
     /// (or before it published).
     events_undelivered: Option<u64>,
+    /// Events the running agent could not deliver to its `--webhook-url` (queue full, every
+    /// try failed, refused); `None` without an agent or without a webhook.
+    webhook_undelivered: Option<u64>,
 }
 
 fn print_status(status: &Status) {
@@ -80,6 +83,9 @@ fn print_status(status: &Status) {
     );
     if let Some(undelivered) = status.events_undelivered {
         println!("undelivered: {undelivered} events read by the agent but not written to stdout");
+    }
+    if let Some(undelivered) = status.webhook_undelivered {
+        println!("webhook:     {undelivered} events not delivered to the webhook");
     }
 }
 
@@ -162,12 +168,13 @@ pub fn status(json: bool) -> Result<ExitCode> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let events_undelivered = snapshot
+    let published = snapshot
         .agent_pid
         .and_then(|pid| delivery::published(Path::new(delivery::STATE_PATH), pid));
     let status = Status {
         snapshot,
-        events_undelivered,
+        events_undelivered: published.as_ref().map(|p| p.events_undelivered),
+        webhook_undelivered: published.and_then(|p| p.webhook_undelivered),
     };
     if json {
         println!(
@@ -221,7 +228,29 @@ pub fn disable() -> Result<()> {
 }
 
 /// Validates a policy file; one `file:line:column: problem` line each, as compilers print them.
-pub fn check(path: &Path) -> ExitCode {
+/// `check [POLICY] [--config PATH]`: with POLICY alone, that policy only. Otherwise what
+/// `run` would use: the settings file (PATH, else the default one when it exists), then the
+/// policy (POLICY, else the one the settings name, else the default).
+pub fn check(path: Option<&Path>, config: Option<&Path>) -> ExitCode {
+    let mut named = None;
+    if path.is_none() || config.is_some() {
+        match crate::config::load(config) {
+            Ok(Some((file, given))) => {
+                named = given.policy;
+                println!("{}: valid", file.display());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("{e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let path = match path {
+        Some(p) => p.to_owned(),
+        None => named.unwrap_or_else(|| crate::config::DEFAULT_POLICY.into()),
+    };
+    let path = path.as_path();
     match Policy::load(path) {
         Ok(p) => {
             println!(

@@ -285,9 +285,13 @@ pub struct Delivery {
     counters: Arc<Counters>,
     writer: Option<JoinHandle<()>>,
     log: RateLimit,
-    /// The total last published and logged.
-    published: Option<u64>,
+    /// The totals last published (stdout, webhook) and logged.
+    published: Option<(u64, Option<u64>)>,
     reported: u64,
+    /// The webhook's counters, when `--webhook-url` is given: published and logged here too.
+    webhook: Option<Arc<crate::webhook::Counters>>,
+    webhook_log: RateLimit,
+    webhook_reported: u64,
     state_path: PathBuf,
     publish_failed: RateLimit,
 }
@@ -326,6 +330,9 @@ pub fn start<W: Write + Send + 'static>(
             log: RateLimit::new(LOG_EVERY),
             published: None,
             reported: 0,
+            webhook: None,
+            webhook_log: RateLimit::new(LOG_EVERY),
+            webhook_reported: 0,
             state_path,
             publish_failed: RateLimit::new(Duration::from_secs(600)),
         },
@@ -355,14 +362,22 @@ fn write_lines<W: Write>(
 
 /// What `minerguard status` reads.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Published {
+pub struct Published {
     pid: u32,
-    events_undelivered: u64,
+    pub events_undelivered: u64,
+    /// Events not delivered to `--webhook-url`; absent without a webhook.
+    #[serde(default)]
+    pub webhook_undelivered: Option<u64>,
 }
 
 impl Delivery {
     pub fn counters(&self) -> Arc<Counters> {
         Arc::clone(&self.counters)
+    }
+
+    /// Reports the webhook's undelivered events along with stdout's.
+    pub fn watch_webhook(&mut self, counters: Arc<crate::webhook::Counters>) {
+        self.webhook = Some(counters);
     }
 
     /// Called from the event loop: logs new undelivered events (at a bounded rate) and
@@ -390,9 +405,27 @@ impl Delivery {
                 "events not delivered to stdout (the execs were still enforced)"
             );
         }
-        if self.published != Some(total) {
-            match publish(&self.state_path, total) {
-                Ok(()) => self.published = Some(total),
+        let webhook = self.webhook.as_ref().map(|w| w.undelivered());
+        if let (Some(w), Some(total)) = (&self.webhook, webhook) {
+            if let Some(n) = self
+                .webhook_log
+                .hit(total.saturating_sub(self.webhook_reported), now)
+            {
+                self.webhook_reported += n;
+                warn!(
+                    undelivered = n,
+                    undelivered_total = total,
+                    queue_full_total = w.queue_full.load(Ordering::Relaxed),
+                    failed_total = w.failed.load(Ordering::Relaxed),
+                    rejected_total = w.rejected.load(Ordering::Relaxed),
+                    last_error = %w.last_error(),
+                    "events not delivered to the webhook (the execs were still enforced)"
+                );
+            }
+        }
+        if self.published != Some((total, webhook)) {
+            match publish(&self.state_path, total, webhook) {
+                Ok(()) => self.published = Some((total, webhook)),
                 Err(e) => {
                     if self.publish_failed.hit(1, now).is_some() {
                         warn!(
@@ -432,6 +465,7 @@ impl Delivery {
             }
         }
         self.log = RateLimit::new(Duration::ZERO);
+        self.webhook_log = RateLimit::new(Duration::ZERO);
         self.report();
         let _ = fs::remove_file(&self.state_path);
         if self.counters.undelivered() > 0 {
@@ -444,12 +478,13 @@ impl Delivery {
 }
 
 /// Writes the count atomically (a reader sees the old file or the new one, never half).
-fn publish(path: &Path, total: u64) -> Result<()> {
+fn publish(path: &Path, total: u64, webhook: Option<u64>) -> Result<()> {
     let dir = path.parent().context("the state path has no directory")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let body = serde_json::to_vec(&Published {
         pid: std::process::id(),
         events_undelivered: total,
+        webhook_undelivered: webhook,
     })
     .context("encoding the delivery state")?;
     let tmp = path.with_extension("json.tmp");
@@ -458,15 +493,15 @@ fn publish(path: &Path, total: u64) -> Result<()> {
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
-/// The count the agent `pid` published, if it did (`None` for another agent's leftover).
-pub fn published(path: &Path, pid: u32) -> Option<u64> {
+/// The counts the agent `pid` published, if it did (`None` for another agent's leftover).
+pub fn published(path: &Path, pid: u32) -> Option<Published> {
     let text = fs::read(path).ok()?;
     let p: Published = serde_json::from_slice(&text).ok()?;
-    (p.pid == pid).then_some(p.events_undelivered)
+    (p.pid == pid).then_some(p)
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
     /// Accepts `budget` bytes, then fails every write: a pipe whose reader went away
@@ -594,7 +629,10 @@ mod tests {
         let dropped = delivery.counters.queue_full.load(Ordering::Relaxed);
         assert!((991..=992).contains(&dropped), "{dropped}");
         delivery.report();
-        assert_eq!(published(&state, std::process::id()), Some(dropped));
+        assert_eq!(
+            published(&state, std::process::id()).map(|p| p.events_undelivered),
+            Some(dropped)
+        );
         assert_eq!(published(&state, std::process::id() + 1), None);
         // A stop does not wait for the stall for longer than asked.
         let started = Instant::now();
@@ -613,7 +651,19 @@ mod tests {
 
     /// Shared, so that the test can read what the writer thread wrote.
     #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
+    pub struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Shared {
+        /// Lines written so far.
+        pub fn lines(&self) -> usize {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+        }
+    }
 
     impl Write for Shared {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

@@ -5,6 +5,7 @@ mod agent;
 mod attach;
 mod bpf;
 mod commands;
+mod config;
 mod contract;
 mod delivery;
 mod doctor;
@@ -19,6 +20,7 @@ mod pins;
 mod policy;
 mod ratelimit;
 mod storm;
+mod webhook;
 
 use std::io::IsTerminal;
 use std::mem::MaybeUninit;
@@ -28,14 +30,11 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::contract::Tier;
-use crate::policy::Mode;
-
-const DEFAULT_POLICY: &str = "/etc/minerguard/policy.toml";
+use crate::config::{LogFormat, ModeArg, OutputFormat, TierArg};
 
 #[derive(Parser)]
 #[command(
@@ -52,31 +51,41 @@ struct Cli {
 enum Cmd {
     /// Load the policy, attach the BPF-LSM program and report events as JSON lines on stdout.
     Run {
-        #[arg(long, default_value = DEFAULT_POLICY)]
-        policy: PathBuf,
+        /// Settings file [default: /etc/minerguard/config.toml, when it exists]. It holds
+        /// what these flags hold (policy, mode, output_format, log_format, webhook_url,
+        /// metrics_addr, tier) and cri_socket; a flag given wins over the file.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// The policy file [default: /etc/minerguard/policy.toml].
+        #[arg(long)]
+        policy: Option<PathBuf>,
         /// Overrides the policy's mode (at start and on every reload).
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
-        /// Format of the logs on stderr.
-        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-        log_format: LogFormat,
+        /// Format of the logs on stderr [default: text].
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
         /// Schema of the events on stdout: json (minerguard's) or falco (Falco's alert, as
-        /// Falcosidekick and Falco's pipelines take it).
-        #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
-        output_format: OutputFormat,
+        /// Falcosidekick and Falco's pipelines take it) [default: json].
+        #[arg(long, value_enum)]
+        output_format: Option<OutputFormat>,
+        /// Also POST each event (in the output format, Content-Type application/json) to
+        /// this http(s) URL: a webhook, or Falcosidekick (http://HOST:2801/).
+        #[arg(long, value_name = "URL")]
+        webhook_url: Option<String>,
         /// Serve Prometheus metrics at http://ADDR/metrics (loopback only, e.g. 127.0.0.1:9464).
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<SocketAddr>,
         /// How to enforce: auto takes the strongest tier this kernel proves it can run
         /// (lsm: BPF LSM, EPERM; fmod_ret: EPERM without bpf in lsm=; kill: SIGKILL before
-        /// the first instruction).
-        #[arg(long, value_enum, default_value_t = TierArg::Auto)]
-        tier: TierArg,
+        /// the first instruction) [default: auto].
+        #[arg(long, value_enum)]
+        tier: Option<TierArg>,
         /// A storm (one container stopped again and again for the same thing) is one line at
         /// once, then one line per this many seconds with the count it stands for; 0 writes
-        /// every event.
-        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-        storm_window: u64,
+        /// every event [default: 10].
+        #[arg(long, value_name = "SECONDS")]
+        storm_window: Option<u64>,
         /// For tests: fail the start after the policy is in the maps, before attaching.
         #[arg(long, hide = true)]
         fail_after_policy: bool,
@@ -94,8 +103,16 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Validate a policy file without touching the kernel.
-    Check { path: PathBuf },
+    /// Validate without touching the kernel: POLICY alone; or, without POLICY or with
+    /// --config, what `run` would read: the settings file (default
+    /// /etc/minerguard/config.toml, when it exists), then the policy it names.
+    Check {
+        #[arg(value_name = "POLICY")]
+        path: Option<PathBuf>,
+        /// The settings file to validate.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// Print the policy's `sha256` line for files: they are then denied whatever their name.
     Hash {
         #[arg(required = true)]
@@ -125,66 +142,6 @@ enum Cmd {
     /// Print the man page (roff), as the package installs it.
     #[command(hide = true)]
     Manpage,
-}
-
-/// The policy's modes on the command line (the policy model knows nothing of clap).
-#[derive(Clone, Copy, ValueEnum)]
-enum ModeArg {
-    /// Let the exec run and report it.
-    Audit,
-    /// Fail the exec with EPERM and report it.
-    Enforce,
-}
-
-impl From<ModeArg> for Mode {
-    fn from(mode: ModeArg) -> Mode {
-        match mode {
-            ModeArg::Audit => Mode::Audit,
-            ModeArg::Enforce => Mode::Enforce,
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum TierArg {
-    Auto,
-    Lsm,
-    // Spelled as the tier is everywhere else (status, events, metrics), not kebab-case.
-    #[value(name = "fmod_ret")]
-    FmodRet,
-    Kill,
-}
-
-impl TierArg {
-    fn tier(self) -> Option<Tier> {
-        match self {
-            TierArg::Auto => None,
-            TierArg::Lsm => Some(Tier::Lsm),
-            TierArg::FmodRet => Some(Tier::FmodRet),
-            TierArg::Kill => Some(Tier::Kill),
-        }
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum OutputFormat {
-    Json,
-    Falco,
-}
-
-impl From<OutputFormat> for output::Format {
-    fn from(f: OutputFormat) -> output::Format {
-        match f {
-            OutputFormat::Json => output::Format::Json,
-            OutputFormat::Falco => output::Format::Falco,
-        }
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 /// Log lines queued for stderr at most; beyond that they are dropped (a stalled journal).
@@ -295,38 +252,59 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Run {
+            config,
             policy,
             mode,
             log_format,
             output_format,
+            webhook_url,
             metrics_addr,
             tier,
             storm_window,
             fail_after_policy,
         } => {
-            let mut logs = init_logging(log_format);
-            let result = run(
-                agent::Options {
-                    policy,
-                    mode: mode.map(Mode::from),
-                    tier: tier.tier(),
-                    metrics_addr,
-                    format: output_format.into(),
-                    storm_window: std::time::Duration::from_secs(storm_window),
-                    fail_after_policy,
-                },
-                &mut logs,
-            );
-            // Every log record before the final error line.
-            drop(logs);
-            result
+            let flags = config::Given {
+                policy,
+                mode,
+                output_format,
+                log_format,
+                webhook_url: webhook_url.map(|u| toml::Spanned::new(0..0, u)),
+                metrics_addr: metrics_addr.map(|a| toml::Spanned::new(0..0, a)),
+                tier,
+                storm_window,
+                cri_socket: None,
+            };
+            let settings = config::load(config.as_deref())
+                .and_then(|file| config::merge(flags, file.map(|f| f.1).unwrap_or_default()));
+            match settings {
+                Err(e) => Err(e),
+                Ok(settings) => {
+                    let mut logs = init_logging(settings.log_format);
+                    let result = run(
+                        agent::Options {
+                            policy: settings.policy,
+                            mode: settings.mode,
+                            tier: settings.tier,
+                            metrics_addr: settings.metrics_addr,
+                            format: settings.output_format.into(),
+                            webhook: settings.webhook,
+                            storm_window: settings.storm_window,
+                            fail_after_policy,
+                        },
+                        &mut logs,
+                    );
+                    // Every log record before the final error line.
+                    drop(logs);
+                    result
+                }
+            }
         }
         Cmd::Status { json } => match commands::status(json) {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
         Cmd::Disable => commands::disable(),
-        Cmd::Check { path } => return commands::check(&path),
+        Cmd::Check { path, config } => return commands::check(path.as_deref(), config.as_deref()),
         Cmd::Doctor { json } => return doctor::doctor(json),
         Cmd::Hash { paths } => return commands::hash(&paths),
         Cmd::Mode { mode } => commands::set_mode(mode.into()),

@@ -84,7 +84,11 @@ pub type Source = dyn Fn() -> Result<String> + Send + Sync;
 
 /// In the agent: serves the pinned maps' snapshot and the delivery counters. Never fails:
 /// without metrics the agent still enforces and reports.
-pub fn serve(addr: SocketAddr, delivery: Arc<Counters>) {
+pub fn serve(
+    addr: SocketAddr,
+    delivery: Arc<Counters>,
+    webhook: Option<Arc<crate::webhook::Counters>>,
+) {
     let pinned = match Pinned::open() {
         Ok(Some(p)) => Mutex::new(p),
         Ok(None) => {
@@ -101,7 +105,11 @@ pub fn serve(addr: SocketAddr, delivery: Arc<Counters>) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .snapshot()?;
-        Ok(render(&snapshot, delivery.undelivered()))
+        Ok(render(
+            &snapshot,
+            delivery.undelivered(),
+            webhook.as_ref().map(|w| w.undelivered()),
+        ))
     };
     if let Err(e) = serve_with(addr, BOUNDS, Arc::new(source)) {
         warn!(%addr, error = format!("{e:#}"), "metrics not served");
@@ -325,7 +333,8 @@ fn answer(mut stream: TcpStream, bounds: Bounds, source: &Source) -> bool {
 }
 
 /// The Prometheus text exposition of a snapshot.
-pub fn render(s: &Snapshot, undelivered: u64) -> String {
+/// `webhook`: the webhook's undelivered events, when the agent has one.
+pub fn render(s: &Snapshot, undelivered: u64, webhook: Option<u64>) -> String {
     let mut out = String::new();
     let counters = s.counters.unwrap_or_default();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
@@ -370,6 +379,14 @@ pub fn render(s: &Snapshot, undelivered: u64) -> String {
         "Events the agent read but could not write to stdout (output queue full, write failed, undecodable).",
         undelivered,
     );
+    if let Some(webhook) = webhook {
+        metric(
+            "minerguard_webhook_undelivered_total",
+            "counter",
+            "Events not delivered to --webhook-url (queue full, every try failed, or refused with a 4xx).",
+            webhook,
+        );
+    }
     metric(
         "minerguard_policy_names",
         "gauge",
@@ -434,6 +451,7 @@ mod tests {
                 agent_pid: Some(7),
             },
             4,
+            Some(6),
         );
         assert!(text.contains(
             "# TYPE minerguard_execs_blocked_total counter\nminerguard_execs_blocked_total 2\n"
@@ -441,6 +459,12 @@ mod tests {
         assert!(text.contains("minerguard_events_lost_total 1\n"));
         assert!(text.contains("minerguard_processes_killed_total 5\n"));
         assert!(text.contains("minerguard_events_undelivered_total 4\n"));
+        assert!(text.contains(
+            "# TYPE minerguard_webhook_undelivered_total counter\nminerguard_webhook_undelivered_total 6\n"
+        ));
+        // Without a webhook, no webhook metric (rather than a 0 that suggests one works).
+        let without = render(&Snapshot::unpinned(), 0, None);
+        assert!(!without.contains("webhook"), "{without}");
         assert!(text.contains("minerguard_policy_names 39\n"));
         assert!(text.contains("minerguard_remembered_files 2\n"));
         assert!(text.contains("minerguard_enforce_mode 0\n"));

@@ -274,13 +274,13 @@ impl PolicyError {
 
 /// Where each line starts, built once: finding a position is then a binary search, not a
 /// rescan of the text (which made a policy with many bad entries take quadratic time).
-struct Lines<'t> {
+pub(crate) struct Lines<'t> {
     text: &'t str,
     starts: Vec<usize>,
 }
 
 impl<'t> Lines<'t> {
-    fn new(text: &'t str) -> Lines<'t> {
+    pub(crate) fn new(text: &'t str) -> Lines<'t> {
         let starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
@@ -288,7 +288,7 @@ impl<'t> Lines<'t> {
     }
 
     /// 1-based line and column (in characters) of a byte offset.
-    fn position(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn position(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         // starts[0] is 0 <= offset, so line >= 1 and line - 1 is an index.

@@ -161,9 +161,108 @@ fn status_without_enforcement_exits_3() {
     // No agent runs here: nothing it could have failed to deliver.
     assert_eq!(v["events_undelivered"], serde_json::Value::Null);
     assert!(v.as_object().unwrap().contains_key("events_undelivered"));
+    assert_eq!(v["webhook_undelivered"], serde_json::Value::Null);
+    assert!(v.as_object().unwrap().contains_key("webhook_undelivered"));
     let out = minerguard().arg("status").output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("enforcement: inactive"));
+}
+
+#[test]
+fn run_takes_its_settings_from_the_file_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let (from_file, from_flag) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+    // Two invalid policies: the error names the one `run` chose.
+    std::fs::write(&from_file, "mode = \"a\"\nnames = []\n").unwrap();
+    std::fs::write(&from_flag, "mode = \"b\"\nnames = []\n").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("policy = {:?}\n", from_file.display().to_string()),
+    )
+    .unwrap();
+    assert_fails(
+        &["run", "--config", config.to_str().unwrap()],
+        1,
+        &format!("{}:1:8: unknown variant `a`", from_file.display()),
+    );
+    assert_fails(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--policy",
+            from_flag.to_str().unwrap(),
+        ],
+        1,
+        &format!("{}:1:8: unknown variant `b`", from_flag.display()),
+    );
+}
+
+#[test]
+fn run_rejects_a_bad_or_missing_settings_file_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    assert_fails(
+        &["run", "--config", config.to_str().unwrap()],
+        1,
+        &format!("reading {}", config.display()),
+    );
+    std::fs::write(
+        &config,
+        "mode = \"audit\"\n\nwebhook = \"http://127.0.0.1:2801/\"\n",
+    )
+    .unwrap();
+    assert_fails(
+        &["run", "--config", config.to_str().unwrap()],
+        1,
+        &format!("{}:3:1: unknown field `webhook`", config.display()),
+    );
+    std::fs::write(&config, "cri_socket = \"containerd.sock\"\n").unwrap();
+    assert_fails(
+        &["check", "--config", config.to_str().unwrap()],
+        1,
+        &format!("{}:1:14: cri_socket", config.display()),
+    );
+}
+
+#[test]
+fn check_validates_the_settings_and_the_policy_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/policy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "policy = {policy:?}\nwebhook_url = \"https://sidekick.example:2801/\"\ncri_socket = \"/run/containerd/containerd.sock\"\n"
+        ),
+    )
+    .unwrap();
+    let out = minerguard()
+        .args(["check", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{}: valid", config.display()))
+            && stdout.contains(&format!("{policy}: valid")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn run_rejects_a_webhook_url_that_is_not_http() {
+    assert_fails(
+        &["run", "--webhook-url", "ftp://127.0.0.1/"],
+        1,
+        "the scheme must be http or https",
+    );
+    assert_fails(
+        &["run", "--webhook-url", "127.0.0.1:2801"],
+        1,
+        "the scheme must be http or https",
+    );
 }
 
 #[test]
