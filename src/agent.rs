@@ -20,6 +20,7 @@ use crate::bpf::{MinerguardMaps, MinerguardSkel, MinerguardSkelBuilder};
 use crate::contract::Tier;
 use crate::delivery;
 use crate::enrich;
+use crate::event::Tally;
 use crate::maps::{self, Config, Layer, ListMaps, Lists};
 use crate::metrics;
 use crate::output;
@@ -32,8 +33,10 @@ pub struct Options {
     pub mode: Option<Mode>,
     /// The tier to enforce with; `None`: the strongest that works here.
     pub tier: Option<Tier>,
-    /// Where to serve Prometheus metrics (loopback only), if anywhere.
+    /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The operator allowed a non-loopback metrics address (`--metrics-allow-remote`).
+    pub metrics_allow_remote: bool,
     /// The schema of the lines on stdout.
     pub format: output::Format,
     /// For tests: fail the start once the policy is in the maps, before attaching, to
@@ -421,8 +424,14 @@ impl<'obj> Agent<'obj> {
             delivery::STATE_PATH.into(),
         )?;
         delivery.report();
+        let tally = Arc::new(Tally::default());
         if let Some(addr) = self.opts.metrics_addr {
-            metrics::serve(addr, delivery.counters());
+            metrics::serve(
+                addr,
+                self.opts.metrics_allow_remote,
+                delivery.counters(),
+                Arc::clone(&tally),
+            );
         }
         // The ring buffer borrows its map for as long as it lives: an owned handle on the
         // events map (not the skeleton's) leaves `self` free for reloads meanwhile.
@@ -430,7 +439,7 @@ impl<'obj> Agent<'obj> {
             .context("opening the event ring buffer")?;
         let mut ring = RingBufferBuilder::new();
         let queue = &sender;
-        let mut encoder = output::Encoder::new(self.opts.format);
+        let mut encoder = output::Encoder::new(self.opts.format).counting(tally);
         ring.add(&events, move |data: &[u8]| {
             // Whatever the record holds, the callback returns 0: an error or a panic here
             // would stop the consumer on this record, and every restart would meet it again.

@@ -1,5 +1,7 @@
 //! Decoding of the ring buffer records the LSM hook sends (`struct mg_event`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use anyhow::{bail, Context, Result};
 
 use crate::contract::{
@@ -18,6 +20,9 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order `Tally` counts them.
+    pub const ALL: [Action; 3] = [Action::Blocked, Action::Killed, Action::Audited];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Blocked => "blocked",
@@ -59,6 +64,23 @@ pub enum MatchedOn {
 }
 
 impl MatchedOn {
+    /// Every kind of match, in the order `Tally` counts them.
+    pub const ALL: [MatchedOn; 13] = [
+        MatchedOn::File,
+        MatchedOn::ProcessName,
+        MatchedOn::Both,
+        MatchedOn::Memfd,
+        MatchedOn::Unlinked,
+        MatchedOn::Identity,
+        MatchedOn::Mmap,
+        MatchedOn::Argv,
+        MatchedOn::Hash,
+        MatchedOn::Drift,
+        MatchedOn::Randomx,
+        MatchedOn::Msr,
+        MatchedOn::Hugepages,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             MatchedOn::File => "file",
@@ -129,6 +151,24 @@ pub struct Event {
     pub cgroup_name: String,
     /// A behaviour match: the changes seen, and over how many milliseconds.
     pub observed: Option<(u32, u32)>,
+}
+
+/// Events the agent decoded, by action and by what matched: for the metrics
+/// (`minerguard_events_total`). A fixed table of atomics indexed by the enums, so counting
+/// costs the event loop one relaxed add and no allocation, and a scrape reads it from another
+/// thread without a lock.
+#[derive(Debug, Default)]
+pub struct Tally([[AtomicU64; MatchedOn::ALL.len()]; Action::ALL.len()]);
+
+impl Tally {
+    pub fn count(&self, e: &Event) {
+        // Declaration order is the order of ALL (the test below holds them together).
+        self.0[e.action as usize][e.matched_on as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, action: Action, matched_on: MatchedOn) -> u64 {
+        self.0[action as usize][matched_on as usize].load(Ordering::Relaxed)
+    }
 }
 
 pub fn decode(data: &[u8]) -> Result<Event> {
@@ -235,6 +275,35 @@ pub(crate) mod tests {
             "docker-3f1c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a.scope",
         );
         bytes(&e).to_vec()
+    }
+
+    #[test]
+    fn the_tally_counts_each_action_and_match_apart() {
+        // The table is indexed by the enums' discriminants: ALL must list them in that order.
+        for (i, a) in Action::ALL.iter().enumerate() {
+            assert_eq!(*a as usize, i, "{a:?}");
+        }
+        for (i, m) in MatchedOn::ALL.iter().enumerate() {
+            assert_eq!(*m as usize, i, "{m:?}");
+        }
+        let tally = Tally::default();
+        let blocked = decode(&raw_blocked_xmrig()).unwrap();
+        let audited = Event {
+            action: Action::Audited,
+            matched_on: MatchedOn::Argv,
+            ..blocked.clone()
+        };
+        tally.count(&blocked);
+        tally.count(&blocked);
+        tally.count(&audited);
+        assert_eq!(tally.get(Action::Blocked, MatchedOn::Both), 2);
+        assert_eq!(tally.get(Action::Audited, MatchedOn::Argv), 1);
+        let total: u64 = Action::ALL
+            .iter()
+            .flat_map(|&a| MatchedOn::ALL.iter().map(move |&m| (a, m)))
+            .map(|(a, m)| tally.get(a, m))
+            .sum();
+        assert_eq!(total, 3);
     }
 
     #[test]

@@ -63,9 +63,15 @@ enum Cmd {
         /// Falcosidekick and Falco's pipelines take it).
         #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
         output_format: OutputFormat,
-        /// Serve Prometheus metrics at http://ADDR/metrics (loopback only, e.g. 127.0.0.1:9464).
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; loopback
+        /// only, unless --metrics-allow-remote).
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<SocketAddr>,
+        /// Let --metrics-addr be an address other hosts can reach (a cluster's Prometheus).
+        /// The endpoint has no authentication and shows the node's policy counts: restrict
+        /// who can reach it (NetworkPolicy, firewall).
+        #[arg(long, requires = "metrics_addr")]
+        metrics_allow_remote: bool,
         /// How to enforce: auto takes the strongest tier this kernel proves it can run
         /// (lsm: BPF LSM, EPERM; fmod_ret: EPERM without bpf in lsm=; kill: SIGKILL before
         /// the first instruction).
@@ -273,7 +279,7 @@ fn init_logging(format: LogFormat) -> Logs {
 /// `minerguard run`: the agent, until SIGTERM or SIGINT.
 fn run(opts: agent::Options, logs: &mut Logs) -> Result<()> {
     if let Some(addr) = opts.metrics_addr {
-        metrics::check_addr(addr)?;
+        metrics::check_addr(addr, opts.metrics_allow_remote)?;
     }
     // The loaded object lives here: the agent's skeleton borrows it (libbpf-rs 0.27).
     let mut storage = MaybeUninit::uninit();
@@ -294,6 +300,7 @@ fn main() -> ExitCode {
             log_format,
             output_format,
             metrics_addr,
+            metrics_allow_remote,
             tier,
             fail_after_policy,
         } => {
@@ -304,6 +311,7 @@ fn main() -> ExitCode {
                     mode: mode.map(Mode::from),
                     tier: tier.tier(),
                     metrics_addr,
+                    metrics_allow_remote,
                     format: output_format.into(),
                     fail_after_policy,
                 },

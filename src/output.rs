@@ -4,12 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
 use crate::enrich::{self, Clocks};
-use crate::event::{self, Event};
+use crate::event::{self, Event, Tally};
 
 #[derive(Serialize)]
 pub struct Record<'a> {
@@ -111,6 +112,8 @@ pub struct Encoder {
     format: Format,
     hostname: String,
     users: HashMap<u32, Option<String>>,
+    /// Every decoded event is counted here (the metrics' `minerguard_events_total`).
+    tally: Arc<Tally>,
 }
 
 /// The node's name: `NODE_NAME` (Kubernetes' downward API sets it), else the hostname.
@@ -135,7 +138,13 @@ impl Encoder {
             format,
             hostname: node_name(),
             users: HashMap::new(),
+            tally: Arc::default(),
         }
+    }
+
+    /// Counts decoded events in `tally` (shared with the metrics endpoint).
+    pub fn counting(self, tally: Arc<Tally>) -> Encoder {
+        Encoder { tally, ..self }
     }
 
     /// The user's name from the user database, if it has one.
@@ -159,6 +168,9 @@ impl Encoder {
     pub fn encode(&mut self, data: &[u8], clocks: &Clocks) -> Result<Vec<u8>> {
         no_panic(|| {
             let e = event::decode(data)?;
+            // Counted once decoded, whatever becomes of the line: the metric says what the
+            // kernel reported, minerguard_events_undelivered_total what did not get out.
+            self.tally.count(&e);
             let record = Record::new(&e, clocks)?;
             let mut line = match self.format {
                 Format::Json => serde_json::to_vec(&record),

@@ -167,11 +167,25 @@ fn status_without_enforcement_exits_3() {
 }
 
 #[test]
-fn metrics_refuse_non_loopback_addresses() {
+fn metrics_refuse_non_loopback_addresses_without_the_opt_in() {
+    // Refused before anything is loaded, naming the flag that allows it.
+    for addr in ["0.0.0.0:9464", "[::]:9464", "192.0.2.1:9464"] {
+        assert_fails(
+            &["run", "--metrics-addr", addr],
+            1,
+            &format!("--metrics-addr {addr}: not a loopback address"),
+        );
+        assert_fails(
+            &["run", "--metrics-addr", addr],
+            1,
+            "only with --metrics-allow-remote",
+        );
+    }
+    // The opt-in alone means nothing: it only qualifies an address.
     assert_fails(
-        &["run", "--metrics-addr", "0.0.0.0:9464"],
-        1,
-        "binds only to loopback addresses",
+        &["run", "--metrics-allow-remote"],
+        2,
+        "--metrics-addr <ADDR>",
     );
 }
 
