@@ -21,6 +21,7 @@ use crate::contract::Tier;
 use crate::delivery;
 use crate::enrich;
 use crate::event::Tally;
+use crate::journal;
 use crate::maps::{self, Config, Layer, ListMaps, Lists};
 use crate::metrics;
 use crate::output;
@@ -418,11 +419,15 @@ impl<'obj> Agent<'obj> {
     /// the output queue: writing them is the output thread's (`delivery`), so a stalled
     /// stdout never delays a reload, a stop or the watchdog.
     pub fn run(&mut self) -> Result<()> {
-        let (sender, mut delivery) = delivery::start(
-            delivery::RawStdout,
-            delivery::LIMITS,
-            delivery::STATE_PATH.into(),
-        )?;
+        // Under journald, events go to it natively, marked as events (journal.rs).
+        let out: Box<dyn std::io::Write + Send> = if journal::connected(std::io::stdout()) {
+            info!("stdout is the journal: events are sent to journald with MINERGUARD_KIND=event");
+            Box::new(journal::Events::new()?)
+        } else {
+            Box::new(delivery::RawStdout)
+        };
+        let (sender, mut delivery) =
+            delivery::start(out, delivery::LIMITS, delivery::STATE_PATH.into())?;
         delivery.report();
         let tally = Arc::new(Tally::default());
         if let Some(addr) = self.opts.metrics_addr {

@@ -12,6 +12,7 @@ mod enrich;
 mod event;
 mod falco;
 mod intel;
+mod journal;
 mod maps;
 mod metrics;
 mod output;
@@ -56,11 +57,13 @@ enum Cmd {
         /// Overrides the policy's mode (at start and on every reload).
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
-        /// Format of the logs on stderr.
+        /// Format of the logs on stderr (under journald, each line starts with its `<N>`
+        /// priority).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
-        /// Schema of the events on stdout: json (minerguard's) or falco (Falco's alert, as
-        /// Falcosidekick and Falco's pipelines take it).
+        /// Schema of the events on stdout (or in journald's MESSAGE, under systemd): json
+        /// (minerguard's) or falco (Falco's alert, as Falcosidekick and Falco's pipelines take
+        /// it).
         #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
         output_format: OutputFormat,
         /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; loopback
@@ -259,9 +262,22 @@ fn init_logging(format: LogFormat) -> Logs {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(stderr.clone());
+    // Under journald, each line starts with its priority (journal.rs).
+    let prefix = journal::connected(std::io::stderr());
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder
+            .event_format(journal::Prioritized {
+                inner: tracing_subscriber::fmt::format(),
+                prefix,
+            })
+            .init(),
+        LogFormat::Json => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(journal::Prioritized {
+                inner: tracing_subscriber::fmt::format().json().flatten_event(true),
+                prefix,
+            })
+            .init(),
     }
     // libbpf's messages (verifier logs among them) go to the debug log: every failure they
     // describe also ends in an error of ours that says what to do, and libbpf's own advice
@@ -353,7 +369,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("minerguard: {e:#}");
+            // An error under journald, like the log's: `journalctl -p err` shows why it stopped.
+            let priority = if journal::connected(std::io::stderr()) {
+                "<3>"
+            } else {
+                ""
+            };
+            eprintln!("{priority}minerguard: {e:#}");
             ExitCode::FAILURE
         }
     }

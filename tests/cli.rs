@@ -189,6 +189,34 @@ fn metrics_refuse_non_loopback_addresses_without_the_opt_in() {
     );
 }
 
+/// Under journald (JOURNAL_STREAM names stderr's file), the final error carries sd-daemon's
+/// `<3>` prefix, which journald turns into PRIORITY=3; elsewhere the line is plain.
+#[test]
+fn errors_carry_their_priority_when_stderr_is_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["run", "--metrics-addr", "0.0.0.0:9464"];
+    let run = |journal: bool| {
+        let path = dir.path().join(format!("stderr-{journal}"));
+        let file = std::fs::File::create(&path).unwrap();
+        let meta = file.metadata().unwrap();
+        let mut cmd = minerguard();
+        cmd.args(args).stderr(file).env_remove("JOURNAL_STREAM");
+        if journal {
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        }
+        assert_eq!(cmd.status().unwrap().code(), Some(1));
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let journal = run(true);
+    assert!(
+        journal.starts_with("<3>minerguard: --metrics-addr 0.0.0.0:9464"),
+        "{journal}"
+    );
+    let plain = run(false);
+    assert!(plain.starts_with("minerguard: --metrics-addr"), "{plain}");
+}
+
 /// On a kernel that cannot run BPF-LSM programs (this machine's), `run` must fail clearly
 /// rather than pretend to protect the node. Where the kernel can, the agent must get ready.
 /// On this machine's kernel the agent reaches `ready` on the strongest tier the kernel
