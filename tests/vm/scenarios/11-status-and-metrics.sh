@@ -26,6 +26,14 @@ for want in 'minerguard_execs_audited_total 1' 'minerguard_execs_blocked_total 0
 	'minerguard_enforcing 1' 'minerguard_enforce_mode 0' '# TYPE minerguard_events_lost_total counter'; do
 	grep -qxF "$want" /tmp/metrics.txt || fail "metrics lack '$want'"
 done
+# The event counted under the event's own action and matched_on; the build as `version` says.
+matched=$(jq -r 'select(.action == "audited") | .matched_on' "$EVENTS" | head -n 1)
+grep -qxF "minerguard_events_total{action=\"audited\",matched_on=\"$matched\"} 1" /tmp/metrics.txt ||
+	fail "metrics do not count the audited event under matched_on=$matched"
+grep -qxF "minerguard_events_total{action=\"blocked\",matched_on=\"$matched\"} 0" /tmp/metrics.txt ||
+	fail "metrics lack the blocked series at 0"
+build=$(minerguard version --json | jq -r '"minerguard_build_info{version=\"\(.version)\",commit=\"\(.commit)\"} 1"')
+grep -qxF "$build" /tmp/metrics.txt || fail "metrics lack '$build'"
 checked=$(sed -n 's/^minerguard_execs_checked_total //p' /tmp/metrics.txt)
 [ "${checked:-0}" -ge 1 ] || fail "execs_checked_total is ${checked:-missing}"
 stop_agent || fail "agent exited with status $? on SIGTERM"
