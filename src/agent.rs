@@ -428,8 +428,9 @@ impl<'obj> Agent<'obj> {
         };
         let (sender, mut delivery) =
             delivery::start(out, delivery::LIMITS, delivery::STATE_PATH.into())?;
-        delivery.report();
         let tally = Arc::new(Tally::default());
+        delivery.publish_events(Arc::clone(&tally));
+        delivery.report();
         if let Some(addr) = self.opts.metrics_addr {
             metrics::serve(
                 addr,

@@ -1,5 +1,6 @@
 //! Decoding of the ring buffer records the LSM hook sends (`struct mg_event`).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{bail, Context, Result};
@@ -169,6 +170,29 @@ impl Tally {
     pub fn get(&self, action: Action, matched_on: MatchedOn) -> u64 {
         self.0[action as usize][matched_on as usize].load(Ordering::Relaxed)
     }
+
+    /// Every count at once, to tell whether any changed without allocating.
+    pub fn snapshot(&self) -> [[u64; MatchedOn::ALL.len()]; Action::ALL.len()] {
+        self.0
+            .each_ref()
+            .map(|row| row.each_ref().map(|n| n.load(Ordering::Relaxed)))
+    }
+
+    /// The non-zero counts by the events' own strings: action, then matched_on.
+    pub fn named(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let mut out = BTreeMap::new();
+        for action in Action::ALL {
+            for matched_on in MatchedOn::ALL {
+                let n = self.get(action, matched_on);
+                if n > 0 {
+                    out.entry(action.as_str().to_string())
+                        .or_insert_with(BTreeMap::new)
+                        .insert(matched_on.as_str().to_string(), n);
+                }
+            }
+        }
+        out
+    }
 }
 
 pub fn decode(data: &[u8]) -> Result<Event> {
@@ -304,6 +328,11 @@ pub(crate) mod tests {
             .map(|(a, m)| tally.get(a, m))
             .sum();
         assert_eq!(total, 3);
+        let named = serde_json::to_value(tally.named()).unwrap();
+        assert_eq!(
+            named,
+            serde_json::json!({"blocked": {"both": 2}, "audited": {"argv": 1}})
+        );
     }
 
     #[test]
