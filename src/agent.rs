@@ -21,6 +21,8 @@ use crate::bpf::{MinerguardMaps, MinerguardSkel, MinerguardSkelBuilder};
 use crate::contract::Tier;
 use crate::delivery;
 use crate::enrich;
+use crate::event::Tally;
+use crate::journal;
 use crate::maps::{self, Config, Layer, ListMaps, Lists};
 use crate::metrics;
 use crate::output;
@@ -34,8 +36,10 @@ pub struct Options {
     pub mode: Option<Mode>,
     /// The tier to enforce with; `None`: the strongest that works here.
     pub tier: Option<Tier>,
-    /// Where to serve Prometheus metrics (loopback only), if anywhere.
+    /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The operator allowed a non-loopback metrics address (`--metrics-allow-remote`).
+    pub metrics_allow_remote: bool,
     /// The schema of the lines on stdout (and of the webhook's bodies).
     pub format: output::Format,
     /// How long a storm's repeats are held for one summary line (zero: never).
@@ -421,11 +425,17 @@ impl<'obj> Agent<'obj> {
     /// the output queue: writing them is the output thread's (`delivery`), so a stalled
     /// stdout never delays a reload, a stop or the watchdog.
     pub fn run(&mut self) -> Result<()> {
-        let (sender, mut delivery) = delivery::start(
-            delivery::RawStdout,
-            delivery::LIMITS,
-            delivery::STATE_PATH.into(),
-        )?;
+        // Under journald, events go to it natively, marked as events (journal.rs).
+        let out: Box<dyn std::io::Write + Send> = if journal::connected(std::io::stdout()) {
+            info!("stdout is the journal: events are sent to journald with MINERGUARD_KIND=event");
+            Box::new(journal::Events::new()?)
+        } else {
+            Box::new(delivery::RawStdout)
+        };
+        let (sender, mut delivery) =
+            delivery::start(out, delivery::LIMITS, delivery::STATE_PATH.into())?;
+        let tally = Arc::new(Tally::default());
+        delivery.publish_events(Arc::clone(&tally));
         // Its own queue and thread: a receiver that is down or slow holds up neither this
         // loop nor stdout.
         let hook = match &self.opts.webhook {
@@ -444,8 +454,10 @@ impl<'obj> Agent<'obj> {
         if let Some(addr) = self.opts.metrics_addr {
             metrics::serve(
                 addr,
+                self.opts.metrics_allow_remote,
                 delivery.counters(),
                 hook.as_ref().map(|(_, w)| w.counters()),
+                Arc::clone(&tally),
             );
         }
         // The ring buffer borrows its map for as long as it lives: an owned handle on the
@@ -454,10 +466,9 @@ impl<'obj> Agent<'obj> {
             .context("opening the event ring buffer")?;
         // Shared by the ring buffer's callback and this loop (storms' summaries), on this
         // thread only: the callback runs inside `poll`, never while the loop holds it.
-        let encoder = RefCell::new(output::Encoder::new(
-            self.opts.format,
-            self.opts.storm_window,
-        ));
+        let encoder = RefCell::new(
+            output::Encoder::new(self.opts.format, self.opts.storm_window).counting(tally),
+        );
         let mut ring = RingBufferBuilder::new();
         let queue = &sender;
         let hook_queue = hook.as_ref().map(|(h, _)| h);

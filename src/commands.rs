@@ -1,6 +1,7 @@
 //! The one-shot commands, which act on the pinned state of a running (or gone) agent:
 //! `status`, `mode`, `disable`, and `check`, which touches no kernel state at all.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,13 @@ struct Status {
     /// Events the running agent could not deliver to its `--webhook-url` (queue full, every
     /// try failed, refused); `None` without an agent or without a webhook.
     webhook_undelivered: Option<u64>,
+    /// The running agent's version and commit (`minerguard_build_info`); `None` as above, or
+    /// from an agent that did not publish them.
+    agent_version: Option<String>,
+    agent_commit: Option<String>,
+    /// Events the running agent read since it started, by action then matched_on
+    /// (`minerguard_events_total`); `None` as above.
+    events: Option<BTreeMap<String, BTreeMap<String, u64>>>,
 }
 
 fn print_status(status: &Status) {
@@ -74,13 +82,34 @@ fn print_status(status: &Status) {
         s.remembered
     );
     match s.agent_pid {
-        Some(pid) => println!("agent:       running (pid {pid})"),
+        Some(pid) => match (&status.agent_version, &status.agent_commit) {
+            (Some(version), Some(commit)) => {
+                println!("agent:       running (pid {pid}), minerguard {version} (commit {commit})")
+            }
+            _ => println!("agent:       running (pid {pid})"),
+        },
         None => println!("agent:       not running (the pinned program enforces on its own; events queue until an agent runs)"),
     }
     println!(
         "counters:    {} checked, {} blocked, {} killed, {} audited, {} events lost",
         counters.checked, counters.blocked, counters.killed, counters.audited, counters.lost
     );
+    if let Some(events) = &status.events {
+        let by_action: Vec<String> = events
+            .iter()
+            .map(|(action, by_match)| {
+                let total: u64 = by_match.values().sum();
+                let parts: Vec<String> = by_match.iter().map(|(m, n)| format!("{m} {n}")).collect();
+                format!("{total} {action} ({})", parts.join(", "))
+            })
+            .collect();
+        let text = if by_action.is_empty() {
+            "none".to_string()
+        } else {
+            by_action.join("; ")
+        };
+        println!("events:      {text} since the agent started");
+    }
     if let Some(undelivered) = status.events_undelivered {
         println!("undelivered: {undelivered} events read by the agent but not written to stdout");
     }
@@ -174,7 +203,17 @@ pub fn status(json: bool) -> Result<ExitCode> {
     let status = Status {
         snapshot,
         events_undelivered: published.as_ref().map(|p| p.events_undelivered),
-        webhook_undelivered: published.and_then(|p| p.webhook_undelivered),
+        webhook_undelivered: published.as_ref().and_then(|p| p.webhook_undelivered),
+        // An older agent's file has no build: say nothing rather than "".
+        agent_version: published
+            .as_ref()
+            .map(|p| p.version.clone())
+            .filter(|v| !v.is_empty()),
+        agent_commit: published
+            .as_ref()
+            .map(|p| p.commit.clone())
+            .filter(|c| !c.is_empty()),
+        events: published.map(|p| p.events),
     };
     if json {
         println!(

@@ -101,6 +101,8 @@ pub struct Given {
     pub log_format: Option<LogFormat>,
     pub webhook_url: Option<Spanned<String>>,
     pub metrics_addr: Option<Spanned<SocketAddr>>,
+    /// A non-loopback metrics_addr is allowed (README: the risk).
+    pub metrics_allow_remote: Option<bool>,
     pub tier: Option<TierArg>,
     /// Seconds a storm's repeats are held for one summary line (0: never).
     pub storm_window: Option<u64>,
@@ -117,6 +119,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub webhook: Option<webhook::Url>,
     pub metrics_addr: Option<SocketAddr>,
+    pub metrics_allow_remote: bool,
     pub tier: Option<Tier>,
     pub storm_window: std::time::Duration,
     /// The container runtime's socket (CRI); `None`: the runtime's default sockets.
@@ -194,7 +197,7 @@ fn parse(text: &str) -> std::result::Result<Given, (usize, String)> {
             .map_err(|e| (url.span().start, format!("webhook_url: {e:#}")))?;
     }
     if let Some(addr) = &given.metrics_addr {
-        crate::metrics::check_addr(*addr.get_ref())
+        crate::metrics::check_addr(*addr.get_ref(), given.metrics_allow_remote.unwrap_or(false))
             .map_err(|e| (addr.span().start, format!("metrics_addr: {e:#}")))?;
     }
     if let Some(socket) = &given.cri_socket {
@@ -221,8 +224,12 @@ pub fn merge(flags: Given, file: Given) -> Result<Settings> {
         .metrics_addr
         .or(file.metrics_addr)
         .map(Spanned::into_inner);
+    let metrics_allow_remote = flags
+        .metrics_allow_remote
+        .or(file.metrics_allow_remote)
+        .unwrap_or(false);
     if let Some(addr) = metrics_addr {
-        crate::metrics::check_addr(addr)?;
+        crate::metrics::check_addr(addr, metrics_allow_remote)?;
     }
     Ok(Settings {
         policy: flags
@@ -237,6 +244,7 @@ pub fn merge(flags: Given, file: Given) -> Result<Settings> {
         log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
         webhook,
         metrics_addr,
+        metrics_allow_remote,
         tier: flags.tier.or(file.tier).unwrap_or_default().tier(),
         storm_window: std::time::Duration::from_secs(
             flags
@@ -268,6 +276,7 @@ mod tests {
                 log_format: LogFormat::Text,
                 webhook: None,
                 metrics_addr: None,
+                metrics_allow_remote: false,
                 tier: None,
                 storm_window: std::time::Duration::from_secs(DEFAULT_STORM_WINDOW),
                 cri_socket: None,
@@ -381,7 +390,7 @@ cri_socket = "/run/containerd/containerd.sock"
             .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
             .map(|l| format!("{l}\n"))
             .collect();
-        assert_eq!(uncommented.lines().count(), 9, "{uncommented}");
+        assert_eq!(uncommented.lines().count(), 10, "{uncommented}");
         let s = merge(Given::default(), parse(&uncommented).unwrap()).unwrap();
         assert_eq!(s.policy, Path::new(DEFAULT_POLICY));
         assert!(s.webhook.is_some() && s.cri_socket.is_some());

@@ -11,6 +11,7 @@
 //! stops waiting until the queue has drained: a stall costs the loop `WRITE_WAIT` once.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -24,7 +25,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::event::{Action, MatchedOn, Tally};
 use crate::ratelimit::RateLimit;
+
+type EventCounts = [[u64; MatchedOn::ALL.len()]; Action::ALL.len()];
 
 /// Lines the queue holds: more than a full ring buffer (1 MiB, about 1,770 records, all read
 /// at once by an agent that starts after events queued), so that draining it never drops
@@ -285,8 +289,10 @@ pub struct Delivery {
     counters: Arc<Counters>,
     writer: Option<JoinHandle<()>>,
     log: RateLimit,
-    /// The totals last published (stdout, webhook) and logged.
-    published: Option<(u64, Option<u64>)>,
+    /// Events counted by kind, published for `status` with the undelivered counts.
+    events: Arc<Tally>,
+    /// What was last published: the undelivered totals (stdout, webhook) and the events' counts.
+    published: Option<(u64, Option<u64>, EventCounts)>,
     reported: u64,
     /// The webhook's counters, when `--webhook-url` is given: published and logged here too.
     webhook: Option<Arc<crate::webhook::Counters>>,
@@ -328,6 +334,7 @@ pub fn start<W: Write + Send + 'static>(
             counters,
             writer: Some(writer),
             log: RateLimit::new(LOG_EVERY),
+            events: Arc::default(),
             published: None,
             reported: 0,
             webhook: None,
@@ -360,11 +367,20 @@ fn write_lines<W: Write>(
     }
 }
 
-/// What `minerguard status` reads.
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What `minerguard status` reads. The fields after the count may be missing from an older
+/// agent's file.
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
-    pid: u32,
+    pub pid: u32,
     pub events_undelivered: u64,
+    /// The running agent's build: after an upgrade, the binary on disk may not be it.
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub commit: String,
+    /// Events the agent read since it started, by action then matched_on (non-zero only).
+    #[serde(default)]
+    pub events: BTreeMap<String, BTreeMap<String, u64>>,
     /// Events not delivered to `--webhook-url`; absent without a webhook.
     #[serde(default)]
     pub webhook_undelivered: Option<u64>,
@@ -378,6 +394,11 @@ impl Delivery {
     /// Reports the webhook's undelivered events along with stdout's.
     pub fn watch_webhook(&mut self, counters: Arc<crate::webhook::Counters>) {
         self.webhook = Some(counters);
+    }
+
+    /// Publishes `events`'s counts for `status` too.
+    pub fn publish_events(&mut self, events: Arc<Tally>) {
+        self.events = events;
     }
 
     /// Called from the event loop: logs new undelivered events (at a bounded rate) and
@@ -423,9 +444,10 @@ impl Delivery {
                 );
             }
         }
-        if self.published != Some((total, webhook)) {
-            match publish(&self.state_path, total, webhook) {
-                Ok(()) => self.published = Some((total, webhook)),
+        let counts = self.events.snapshot();
+        if self.published != Some((total, webhook, counts)) {
+            match publish(&self.state_path, total, webhook, &self.events) {
+                Ok(()) => self.published = Some((total, webhook, counts)),
                 Err(e) => {
                     if self.publish_failed.hit(1, now).is_some() {
                         warn!(
@@ -478,13 +500,16 @@ impl Delivery {
 }
 
 /// Writes the count atomically (a reader sees the old file or the new one, never half).
-fn publish(path: &Path, total: u64, webhook: Option<u64>) -> Result<()> {
+fn publish(path: &Path, total: u64, webhook: Option<u64>, events: &Tally) -> Result<()> {
     let dir = path.parent().context("the state path has no directory")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let body = serde_json::to_vec(&Published {
         pid: std::process::id(),
         events_undelivered: total,
         webhook_undelivered: webhook,
+        version: env!("CARGO_PKG_VERSION").into(),
+        commit: env!("MINERGUARD_COMMIT").into(),
+        events: events.named(),
     })
     .context("encoding the delivery state")?;
     let tmp = path.with_extension("json.tmp");
@@ -493,7 +518,7 @@ fn publish(path: &Path, total: u64, webhook: Option<u64>) -> Result<()> {
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
-/// The counts the agent `pid` published, if it did (`None` for another agent's leftover).
+/// What the agent `pid` published, if it did (`None` for another agent's leftover).
 pub fn published(path: &Path, pid: u32) -> Option<Published> {
     let text = fs::read(path).ok()?;
     let p: Published = serde_json::from_slice(&text).ok()?;

@@ -1,5 +1,8 @@
 //! Decoding of the ring buffer records the LSM hook sends (`struct mg_event`).
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use anyhow::{bail, Context, Result};
 
 use crate::contract::{
@@ -18,6 +21,9 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order `Tally` counts them.
+    pub const ALL: [Action; 3] = [Action::Blocked, Action::Killed, Action::Audited];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Blocked => "blocked",
@@ -59,6 +65,23 @@ pub enum MatchedOn {
 }
 
 impl MatchedOn {
+    /// Every kind of match, in the order `Tally` counts them.
+    pub const ALL: [MatchedOn; 13] = [
+        MatchedOn::File,
+        MatchedOn::ProcessName,
+        MatchedOn::Both,
+        MatchedOn::Memfd,
+        MatchedOn::Unlinked,
+        MatchedOn::Identity,
+        MatchedOn::Mmap,
+        MatchedOn::Argv,
+        MatchedOn::Hash,
+        MatchedOn::Drift,
+        MatchedOn::Randomx,
+        MatchedOn::Msr,
+        MatchedOn::Hugepages,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             MatchedOn::File => "file",
@@ -134,6 +157,47 @@ pub struct Event {
     pub args: Vec<String>,
     /// More arguments (or bytes) than were read.
     pub args_cut: bool,
+}
+
+/// Events the agent decoded, by action and by what matched: for the metrics
+/// (`minerguard_events_total`). A fixed table of atomics indexed by the enums, so counting
+/// costs the event loop one relaxed add and no allocation, and a scrape reads it from another
+/// thread without a lock.
+#[derive(Debug, Default)]
+pub struct Tally([[AtomicU64; MatchedOn::ALL.len()]; Action::ALL.len()]);
+
+impl Tally {
+    pub fn count(&self, e: &Event) {
+        // Declaration order is the order of ALL (the test below holds them together).
+        self.0[e.action as usize][e.matched_on as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, action: Action, matched_on: MatchedOn) -> u64 {
+        self.0[action as usize][matched_on as usize].load(Ordering::Relaxed)
+    }
+
+    /// Every count at once, to tell whether any changed without allocating.
+    pub fn snapshot(&self) -> [[u64; MatchedOn::ALL.len()]; Action::ALL.len()] {
+        self.0
+            .each_ref()
+            .map(|row| row.each_ref().map(|n| n.load(Ordering::Relaxed)))
+    }
+
+    /// The non-zero counts by the events' own strings: action, then matched_on.
+    pub fn named(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let mut out = BTreeMap::new();
+        for action in Action::ALL {
+            for matched_on in MatchedOn::ALL {
+                let n = self.get(action, matched_on);
+                if n > 0 {
+                    out.entry(action.as_str().to_string())
+                        .or_insert_with(BTreeMap::new)
+                        .insert(matched_on.as_str().to_string(), n);
+                }
+            }
+        }
+        out
+    }
 }
 
 pub fn decode(data: &[u8]) -> Result<Event> {
@@ -260,6 +324,40 @@ pub(crate) mod tests {
         fill(&mut e.cmdline, cmdline);
         e.cmdline_len = cmdline.len() as u32;
         bytes(&e).to_vec()
+    }
+
+    #[test]
+    fn the_tally_counts_each_action_and_match_apart() {
+        // The table is indexed by the enums' discriminants: ALL must list them in that order.
+        for (i, a) in Action::ALL.iter().enumerate() {
+            assert_eq!(*a as usize, i, "{a:?}");
+        }
+        for (i, m) in MatchedOn::ALL.iter().enumerate() {
+            assert_eq!(*m as usize, i, "{m:?}");
+        }
+        let tally = Tally::default();
+        let blocked = decode(&raw_blocked_xmrig()).unwrap();
+        let audited = Event {
+            action: Action::Audited,
+            matched_on: MatchedOn::Argv,
+            ..blocked.clone()
+        };
+        tally.count(&blocked);
+        tally.count(&blocked);
+        tally.count(&audited);
+        assert_eq!(tally.get(Action::Blocked, MatchedOn::Both), 2);
+        assert_eq!(tally.get(Action::Audited, MatchedOn::Argv), 1);
+        let total: u64 = Action::ALL
+            .iter()
+            .flat_map(|&a| MatchedOn::ALL.iter().map(move |&m| (a, m)))
+            .map(|(a, m)| tally.get(a, m))
+            .sum();
+        assert_eq!(total, 3);
+        let named = serde_json::to_value(tally.named()).unwrap();
+        assert_eq!(
+            named,
+            serde_json::json!({"blocked": {"both": 2}, "audited": {"argv": 1}})
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod enrich;
 mod event;
 mod falco;
 mod intel;
+mod journal;
 mod maps;
 mod metrics;
 mod output;
@@ -62,10 +63,11 @@ enum Cmd {
         /// Overrides the policy's mode (at start and on every reload).
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
-        /// Format of the logs on stderr [default: text].
+        /// Format of the logs on stderr (under journald, each line starts with its `<N>`
+        /// priority) [default: text].
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
-        /// Schema of the events on stdout: json (minerguard's) or falco (Falco's alert, as
+        /// Schema of the events on stdout (or in journald's MESSAGE, under systemd): json (minerguard's) or falco (Falco's alert, as
         /// Falcosidekick and Falco's pipelines take it) [default: json].
         #[arg(long, value_enum)]
         output_format: Option<OutputFormat>,
@@ -73,9 +75,15 @@ enum Cmd {
         /// this http(s) URL: a webhook, or Falcosidekick (http://HOST:2801/).
         #[arg(long, value_name = "URL")]
         webhook_url: Option<String>,
-        /// Serve Prometheus metrics at http://ADDR/metrics (loopback only, e.g. 127.0.0.1:9464).
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; loopback
+        /// only, unless --metrics-allow-remote).
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<SocketAddr>,
+        /// Let --metrics-addr be an address other hosts can reach (a cluster's Prometheus).
+        /// The endpoint has no authentication and shows the node's policy counts: restrict
+        /// who can reach it (NetworkPolicy, firewall).
+        #[arg(long, requires = "metrics_addr")]
+        metrics_allow_remote: bool,
         /// How to enforce: auto takes the strongest tier this kernel proves it can run
         /// (lsm: BPF LSM, EPERM; fmod_ret: EPERM without bpf in lsm=; kill: SIGKILL before
         /// the first instruction) [default: auto].
@@ -216,9 +224,22 @@ fn init_logging(format: LogFormat) -> Logs {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(stderr.clone());
+    // Under journald, each line starts with its priority (journal.rs).
+    let prefix = journal::connected(std::io::stderr());
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder
+            .event_format(journal::Prioritized {
+                inner: tracing_subscriber::fmt::format(),
+                prefix,
+            })
+            .init(),
+        LogFormat::Json => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(journal::Prioritized {
+                inner: tracing_subscriber::fmt::format().json().flatten_event(true),
+                prefix,
+            })
+            .init(),
     }
     // libbpf's messages (verifier logs among them) go to the debug log: every failure they
     // describe also ends in an error of ours that says what to do, and libbpf's own advice
@@ -236,7 +257,7 @@ fn init_logging(format: LogFormat) -> Logs {
 /// `minerguard run`: the agent, until SIGTERM or SIGINT.
 fn run(opts: agent::Options, logs: &mut Logs) -> Result<()> {
     if let Some(addr) = opts.metrics_addr {
-        metrics::check_addr(addr)?;
+        metrics::check_addr(addr, opts.metrics_allow_remote)?;
     }
     // The loaded object lives here: the agent's skeleton borrows it (libbpf-rs 0.27).
     let mut storage = MaybeUninit::uninit();
@@ -259,6 +280,7 @@ fn main() -> ExitCode {
             output_format,
             webhook_url,
             metrics_addr,
+            metrics_allow_remote,
             tier,
             storm_window,
             fail_after_policy,
@@ -270,6 +292,7 @@ fn main() -> ExitCode {
                 log_format,
                 webhook_url: webhook_url.map(|u| toml::Spanned::new(0..0, u)),
                 metrics_addr: metrics_addr.map(|a| toml::Spanned::new(0..0, a)),
+                metrics_allow_remote: metrics_allow_remote.then_some(true),
                 tier,
                 storm_window,
                 cri_socket: None,
@@ -286,6 +309,7 @@ fn main() -> ExitCode {
                             mode: settings.mode,
                             tier: settings.tier,
                             metrics_addr: settings.metrics_addr,
+                            metrics_allow_remote: settings.metrics_allow_remote,
                             format: settings.output_format.into(),
                             webhook: settings.webhook,
                             storm_window: settings.storm_window,
@@ -331,7 +355,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("minerguard: {e:#}");
+            // An error under journald, like the log's: `journalctl -p err` shows why it stopped.
+            let priority = if journal::connected(std::io::stderr()) {
+                "<3>"
+            } else {
+                ""
+            };
+            eprintln!("{priority}minerguard: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -1,5 +1,6 @@
-//! The Prometheus text endpoint (off by default, loopback only): the kernel's counters, read
-//! from the pinned maps at each scrape, and the agent's own.
+//! The Prometheus text endpoint (off by default; loopback only unless the operator allows
+//! more with `--metrics-allow-remote`): the kernel's counters, read from the pinned maps at
+//! each scrape, and the agent's own.
 //!
 //! A small server of its own on std, bounded by construction, because the agent must outlive
 //! whatever a local user does to the port (tiny_http, used before, read headers without limit,
@@ -32,13 +33,21 @@ use tracing::{info, warn};
 
 use crate::contract::Tier;
 use crate::delivery::Counters;
+use crate::event::{Action, MatchedOn, Tally};
 use crate::pins::{Pinned, Snapshot};
 use crate::ratelimit::RateLimit;
 
-/// Refuses addresses other hosts could reach: the counters describe the node's defences.
-pub fn check_addr(addr: SocketAddr) -> Result<()> {
-    if !addr.ip().is_loopback() {
-        bail!("--metrics-addr {addr}: the metrics endpoint binds only to loopback addresses (127.0.0.1 or [::1])");
+/// Refuses addresses other hosts could reach unless the operator said so: the endpoint has no
+/// authentication and its counters describe the node's defences (policy size, mode, what was
+/// blocked). A cluster's Prometheus scrapes the node's address, so the opt-in exists; the
+/// endpoint's bounds against hostile clients are the same either way.
+pub fn check_addr(addr: SocketAddr, allow_remote: bool) -> Result<()> {
+    if !addr.ip().is_loopback() && !allow_remote {
+        bail!(
+            "--metrics-addr {addr}: not a loopback address; the endpoint has no authentication and \
+             shows the node's policy counts, so other hosts may reach it only with \
+             --metrics-allow-remote (then restrict who can, with a NetworkPolicy or a firewall)"
+        );
     }
     Ok(())
 }
@@ -82,12 +91,15 @@ pub struct EndpointStats {
 /// The body of a scrape, or why there is none.
 pub type Source = dyn Fn() -> Result<String> + Send + Sync;
 
-/// In the agent: serves the pinned maps' snapshot and the delivery counters. Never fails:
-/// without metrics the agent still enforces and reports.
+/// In the agent: serves the pinned maps' snapshot, the delivery counters (stdout's, the
+/// webhook's) and the events counted by kind. Never fails: without metrics the agent still
+/// enforces and reports.
 pub fn serve(
     addr: SocketAddr,
+    allow_remote: bool,
     delivery: Arc<Counters>,
     webhook: Option<Arc<crate::webhook::Counters>>,
+    events: Arc<Tally>,
 ) {
     let pinned = match Pinned::open() {
         Ok(Some(p)) => Mutex::new(p),
@@ -109,9 +121,11 @@ pub fn serve(
             &snapshot,
             delivery.undelivered(),
             webhook.as_ref().map(|w| w.undelivered()),
+            &events,
+            &BUILD,
         ))
     };
-    if let Err(e) = serve_with(addr, BOUNDS, Arc::new(source)) {
+    if let Err(e) = serve_with(addr, allow_remote, BOUNDS, Arc::new(source)) {
         warn!(%addr, error = format!("{e:#}"), "metrics not served");
     }
 }
@@ -119,10 +133,14 @@ pub fn serve(
 /// Starts the endpoint's threads; binding happens (and is retried) on the accept thread.
 pub fn serve_with(
     addr: SocketAddr,
+    allow_remote: bool,
     bounds: Bounds,
     source: Arc<Source>,
 ) -> Result<Arc<EndpointStats>> {
-    check_addr(addr)?;
+    check_addr(addr, allow_remote)?;
+    if !addr.ip().is_loopback() {
+        warn!(%addr, "the metrics endpoint is reachable from other hosts (--metrics-allow-remote): it has no authentication; restrict who can reach it");
+    }
     let stats = Arc::new(EndpointStats::default());
     let (tx, rx) = mpsc::sync_channel::<TcpStream>(bounds.queued);
     let rx = Arc::new(Mutex::new(rx));
@@ -332,16 +350,54 @@ fn answer(mut stream: TcpStream, bounds: Bounds, source: &Source) -> bool {
     sent.is_ok() && status.starts_with("200")
 }
 
-/// The Prometheus text exposition of a snapshot.
+/// What `minerguard version` prints, for `minerguard_build_info`.
+pub struct Build {
+    pub version: &'static str,
+    pub commit: &'static str,
+}
+
+pub const BUILD: Build = Build {
+    version: env!("CARGO_PKG_VERSION"),
+    commit: env!("MINERGUARD_COMMIT"),
+};
+
+/// A label value as the text format writes it: backslash, double quote and line feed escaped.
+/// The commit comes from the build's environment (MINERGUARD_COMMIT): anything can be in it.
+fn label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A metric's `# HELP` and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    // HELP text escapes backslash and line feed (not quotes); ours are constants without
+    // either, but the format's rule costs nothing to keep.
+    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+}
+
+/// The Prometheus text exposition of a snapshot, the agent's counts and the build.
 /// `webhook`: the webhook's undelivered events, when the agent has one.
-pub fn render(s: &Snapshot, undelivered: u64, webhook: Option<u64>) -> String {
+pub fn render(
+    s: &Snapshot,
+    undelivered: u64,
+    webhook: Option<u64>,
+    events: &Tally,
+    build: &Build,
+) -> String {
     let mut out = String::new();
     let counters = s.counters.unwrap_or_default();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        );
+        header(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
     };
     metric(
         "minerguard_execs_checked_total",
@@ -412,9 +468,11 @@ pub fn render(s: &Snapshot, undelivered: u64, webhook: Option<u64>) -> String {
         u64::from(s.mode == Some(crate::policy::Mode::Enforce)),
     );
     // One series per tier, 1 for the one in force: alerting can match on the label.
-    let _ = write!(
-        out,
-        "# HELP minerguard_tier The exec check's enforcement tier (1: in force).\n# TYPE minerguard_tier gauge\n"
+    header(
+        &mut out,
+        "minerguard_tier",
+        "gauge",
+        "The exec check's enforcement tier (1: in force).",
     );
     for tier in Tier::ALL {
         let _ = writeln!(
@@ -423,6 +481,37 @@ pub fn render(s: &Snapshot, undelivered: u64, webhook: Option<u64>) -> String {
             u8::from(s.tier == Some(tier))
         );
     }
+    // Every pair, zeros included: a series that appears only with its first event makes
+    // `increase()` miss that event, and an alert on it fire late.
+    header(
+        &mut out,
+        "minerguard_events_total",
+        "counter",
+        "Events the agent read, by action and what matched (the JSON events' action and matched_on); since the agent started.",
+    );
+    for action in Action::ALL {
+        for matched_on in MatchedOn::ALL {
+            let _ = writeln!(
+                out,
+                "minerguard_events_total{{action=\"{}\",matched_on=\"{}\"}} {}",
+                action.as_str(),
+                matched_on.as_str(),
+                events.get(action, matched_on)
+            );
+        }
+    }
+    header(
+        &mut out,
+        "minerguard_build_info",
+        "gauge",
+        "The agent's version and commit (as `minerguard version` prints them); always 1.",
+    );
+    let _ = writeln!(
+        out,
+        "minerguard_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        label_value(build.version),
+        label_value(build.commit)
+    );
     out
 }
 
@@ -432,27 +521,42 @@ mod tests {
     use crate::maps::Stats;
     use crate::policy::Mode;
 
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            enforcing: true,
+            tier: Some(Tier::FmodRet),
+            mode: Some(Mode::Audit),
+            names: 39,
+            remembered: 2,
+            counters: Some(Stats {
+                checked: 10,
+                blocked: 2,
+                killed: 5,
+                audited: 3,
+                lost: 1,
+            }),
+            agent_pid: Some(7),
+        }
+    }
+
+    /// Two blocked by name, one killed for its arguments, as the encoder counts them.
+    fn tally() -> Tally {
+        let tally = Tally::default();
+        let blocked = crate::event::decode(&crate::event::tests::raw_blocked_xmrig()).unwrap();
+        let killed = crate::event::Event {
+            action: Action::Killed,
+            matched_on: MatchedOn::Argv,
+            ..blocked.clone()
+        };
+        for e in [&blocked, &blocked, &killed] {
+            tally.count(e);
+        }
+        tally
+    }
+
     #[test]
     fn exposition_names_follow_prometheus_conventions() {
-        let text = render(
-            &Snapshot {
-                enforcing: true,
-                tier: Some(Tier::FmodRet),
-                mode: Some(Mode::Audit),
-                names: 39,
-                remembered: 2,
-                counters: Some(Stats {
-                    checked: 10,
-                    blocked: 2,
-                    killed: 5,
-                    audited: 3,
-                    lost: 1,
-                }),
-                agent_pid: Some(7),
-            },
-            4,
-            Some(6),
-        );
+        let text = render(&snapshot(), 4, Some(6), &tally(), &BUILD);
         assert!(text.contains(
             "# TYPE minerguard_execs_blocked_total counter\nminerguard_execs_blocked_total 2\n"
         ));
@@ -463,7 +567,7 @@ mod tests {
             "# TYPE minerguard_webhook_undelivered_total counter\nminerguard_webhook_undelivered_total 6\n"
         ));
         // Without a webhook, no webhook metric (rather than a 0 that suggests one works).
-        let without = render(&Snapshot::unpinned(), 0, None);
+        let without = render(&Snapshot::unpinned(), 0, None, &Tally::default(), &BUILD);
         assert!(!without.contains("webhook"), "{without}");
         assert!(text.contains("minerguard_policy_names 39\n"));
         assert!(text.contains("minerguard_remembered_files 2\n"));
@@ -472,7 +576,7 @@ mod tests {
             "minerguard_tier{tier=\"lsm\"} 0\nminerguard_tier{tier=\"fmod_ret\"} 1\nminerguard_tier{tier=\"kill\"} 0\n"
         ));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let name = line.split(' ').next().unwrap();
+            let name = line.split(['{', ' ']).next().unwrap();
             assert!(name.starts_with("minerguard_"), "{line}");
             let counter = text.contains(&format!("# TYPE {name} counter"));
             assert_eq!(counter, name.ends_with("_total"), "{line}");
@@ -480,11 +584,113 @@ mod tests {
     }
 
     #[test]
-    fn only_loopback_addresses() {
-        assert!(check_addr("127.0.0.1:9464".parse().unwrap()).is_ok());
-        assert!(check_addr("[::1]:9464".parse().unwrap()).is_ok());
-        assert!(check_addr("0.0.0.0:9464".parse().unwrap()).is_err());
-        assert!(check_addr("10.1.2.3:9464".parse().unwrap()).is_err());
+    fn events_are_counted_by_the_events_own_action_and_match() {
+        let text = render(&snapshot(), 0, None, &tally(), &BUILD);
+        // The label values are the JSON event's `action` and `matched_on` strings.
+        assert!(
+            text.contains("minerguard_events_total{action=\"blocked\",matched_on=\"both\"} 2\n")
+        );
+        assert!(text.contains("minerguard_events_total{action=\"killed\",matched_on=\"argv\"} 1\n"));
+        // Every pair is there from the start, at 0 until it happens.
+        assert!(text
+            .contains("minerguard_events_total{action=\"audited\",matched_on=\"hugepages\"} 0\n"));
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("minerguard_events_total{"))
+            .count();
+        assert_eq!(series, Action::ALL.len() * MatchedOn::ALL.len());
+    }
+
+    #[test]
+    fn build_info_carries_what_version_prints() {
+        let text = render(&snapshot(), 0, None, &Tally::default(), &BUILD);
+        let line = format!(
+            "minerguard_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION"),
+            env!("MINERGUARD_COMMIT")
+        );
+        assert!(text.contains(&line), "{text}");
+        assert!(text.contains("# TYPE minerguard_build_info gauge\n"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let build = Build {
+            version: "1.0",
+            commit: "a\\b\"c\nd",
+        };
+        let text = render(&snapshot(), 0, None, &Tally::default(), &build);
+        assert!(
+            text.contains("minerguard_build_info{version=\"1.0\",commit=\"a\\\\b\\\"c\\nd\"} 1\n"),
+            "{text}"
+        );
+        // The value stays on one line: nothing a scraper would read as a sample of its own.
+        assert!(!text.lines().any(|l| l.starts_with('d')));
+    }
+
+    /// The exposition as an independent parser reads it (prometheus-parse, as Rust scrapers
+    /// use it). It skips lines it cannot read instead of failing: every sample line must
+    /// come out as a sample, typed as its `# TYPE` line says.
+    #[test]
+    fn a_prometheus_parser_reads_every_sample() {
+        let text = render(&snapshot(), 4, None, &tally(), &BUILD);
+        let scrape =
+            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(scrape.samples.len(), samples);
+        let find = |name: &str, labels: &[(&str, &str)]| {
+            scrape
+                .samples
+                .iter()
+                .find(|s| {
+                    s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+                })
+                .map(|s| s.value.clone())
+        };
+        use prometheus_parse::Value;
+        assert_eq!(
+            find(
+                "minerguard_events_total",
+                &[("action", "blocked"), ("matched_on", "both")]
+            ),
+            Some(Value::Counter(2.0))
+        );
+        assert_eq!(
+            find(
+                "minerguard_build_info",
+                &[("version", env!("CARGO_PKG_VERSION"))]
+            ),
+            Some(Value::Gauge(1.0))
+        );
+        assert_eq!(
+            find("minerguard_execs_blocked_total", &[]),
+            Some(Value::Counter(2.0))
+        );
+        // Each metric documented once, HELP before TYPE, TYPE before its samples.
+        let mut documented = std::collections::HashSet::new();
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(documented.insert(name.to_string()), "{name} twice");
+                let next = lines.next().unwrap();
+                assert!(next.starts_with(&format!("# TYPE {name} ")), "{next}");
+            } else {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert!(documented.contains(name), "{line} before its HELP");
+            }
+        }
+    }
+
+    #[test]
+    fn only_loopback_addresses_unless_allowed() {
+        assert!(check_addr("127.0.0.1:9464".parse().unwrap(), false).is_ok());
+        assert!(check_addr("[::1]:9464".parse().unwrap(), false).is_ok());
+        for addr in ["0.0.0.0:9464", "10.1.2.3:9464", "[::]:9464"] {
+            let err = check_addr(addr.parse().unwrap(), false).unwrap_err();
+            assert!(format!("{err}").contains("--metrics-allow-remote"), "{err}");
+            assert!(check_addr(addr.parse().unwrap(), true).is_ok());
+        }
     }
 
     // --- The endpoint under attack. Each attack runs in a process of its own (the test binary
@@ -582,7 +788,7 @@ mod tests {
 
     fn start() -> (SocketAddr, Arc<EndpointStats>) {
         let addr = free_port();
-        let stats = serve_with(addr, test_bounds(), fake_source()).unwrap();
+        let stats = serve_with(addr, false, test_bounds(), fake_source()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while !stats.bound.load(Ordering::Relaxed) {
             assert!(Instant::now() < deadline, "never bound");
@@ -658,7 +864,8 @@ mod tests {
     #[test]
     fn a_failing_source_is_a_500_not_a_crash() {
         let addr = free_port();
-        let stats = serve_with(addr, test_bounds(), Arc::new(|| bail!("maps gone"))).unwrap();
+        let stats =
+            serve_with(addr, false, test_bounds(), Arc::new(|| bail!("maps gone"))).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while !stats.bound.load(Ordering::Relaxed) && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
@@ -673,7 +880,7 @@ mod tests {
     fn a_taken_port_is_retried_until_free() {
         let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = squatter.local_addr().unwrap();
-        let stats = serve_with(addr, test_bounds(), fake_source())
+        let stats = serve_with(addr, false, test_bounds(), fake_source())
             .expect("a taken port must not be an error");
         thread::sleep(Duration::from_millis(500));
         assert!(!stats.bound.load(Ordering::Relaxed));

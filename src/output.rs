@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
@@ -11,7 +12,7 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 
 use crate::enrich::{self, Clocks};
-use crate::event::{self, Event};
+use crate::event::{self, Event, Tally};
 use crate::storm::{Storms, Verdict};
 
 #[derive(Serialize)]
@@ -129,6 +130,8 @@ pub struct Encoder {
     hostname: String,
     users: HashMap<u32, Option<String>>,
     storms: Storms,
+    /// Every decoded event is counted here (the metrics' `minerguard_events_total`).
+    tally: Arc<Tally>,
 }
 
 /// The node's name: `NODE_NAME` (Kubernetes' downward API sets it), else the hostname.
@@ -155,7 +158,13 @@ impl Encoder {
             hostname: node_name(),
             users: HashMap::new(),
             storms: Storms::new(window),
+            tally: Arc::default(),
         }
+    }
+
+    /// Counts decoded events in `tally` (shared with the metrics endpoint).
+    pub fn counting(self, tally: Arc<Tally>) -> Encoder {
+        Encoder { tally, ..self }
     }
 
     /// The user's name from the user database, if it has one.
@@ -190,6 +199,10 @@ impl Encoder {
     pub fn next(&mut self, data: &[u8], clocks: &Clocks, now: Instant) -> Result<Option<Vec<u8>>> {
         no_panic(|| {
             let e = event::decode(data)?;
+            // Counted once decoded, whatever becomes of the line (a storm's repeat included):
+            // the metric says what the kernel reported, minerguard_events_undelivered_total
+            // what did not get out.
+            self.tally.count(&e);
             match self.storms.admit(&e, data, now) {
                 Verdict::Held => Ok(None),
                 Verdict::Report => self.line(&e, clocks, 1, None).map(Some),

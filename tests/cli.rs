@@ -266,12 +266,54 @@ fn run_rejects_a_webhook_url_that_is_not_http() {
 }
 
 #[test]
-fn metrics_refuse_non_loopback_addresses() {
+fn metrics_refuse_non_loopback_addresses_without_the_opt_in() {
+    // Refused before anything is loaded, naming the flag that allows it.
+    for addr in ["0.0.0.0:9464", "[::]:9464", "192.0.2.1:9464"] {
+        assert_fails(
+            &["run", "--metrics-addr", addr],
+            1,
+            &format!("--metrics-addr {addr}: not a loopback address"),
+        );
+        assert_fails(
+            &["run", "--metrics-addr", addr],
+            1,
+            "only with --metrics-allow-remote",
+        );
+    }
+    // The opt-in alone means nothing: it only qualifies an address.
     assert_fails(
-        &["run", "--metrics-addr", "0.0.0.0:9464"],
-        1,
-        "binds only to loopback addresses",
+        &["run", "--metrics-allow-remote"],
+        2,
+        "--metrics-addr <ADDR>",
     );
+}
+
+/// Under journald (JOURNAL_STREAM names stderr's file), the final error carries sd-daemon's
+/// `<3>` prefix, which journald turns into PRIORITY=3; elsewhere the line is plain.
+#[test]
+fn errors_carry_their_priority_when_stderr_is_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["run", "--metrics-addr", "0.0.0.0:9464"];
+    let run = |journal: bool| {
+        let path = dir.path().join(format!("stderr-{journal}"));
+        let file = std::fs::File::create(&path).unwrap();
+        let meta = file.metadata().unwrap();
+        let mut cmd = minerguard();
+        cmd.args(args).stderr(file).env_remove("JOURNAL_STREAM");
+        if journal {
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        }
+        assert_eq!(cmd.status().unwrap().code(), Some(1));
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let journal = run(true);
+    assert!(
+        journal.starts_with("<3>minerguard: --metrics-addr 0.0.0.0:9464"),
+        "{journal}"
+    );
+    let plain = run(false);
+    assert!(plain.starts_with("minerguard: --metrics-addr"), "{plain}");
 }
 
 /// On a kernel that cannot run BPF-LSM programs (this machine's), `run` must fail clearly
