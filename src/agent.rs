@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use crate::attach::{self, Links, Optional};
 use crate::bpf::{MinerguardMaps, MinerguardSkel, MinerguardSkelBuilder};
 use crate::contract::Tier;
+use crate::cri;
 use crate::delivery;
 use crate::enrich;
 use crate::maps::{self, Config, Layer, ListMaps, Lists};
@@ -36,6 +37,8 @@ pub struct Options {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// The schema of the lines on stdout.
     pub format: output::Format,
+    /// The container runtime's CRI socket (`None`: the runtimes' defaults).
+    pub cri_socket: Option<PathBuf>,
     /// For tests: fail the start once the policy is in the maps, before attaching, to
     /// prove that a failed start leaves the pinned state as it found it.
     pub fail_after_policy: bool,
@@ -421,6 +424,7 @@ impl<'obj> Agent<'obj> {
             delivery::STATE_PATH.into(),
         )?;
         delivery.report();
+        let pods = self.start_cri(&delivery);
         if let Some(addr) = self.opts.metrics_addr {
             metrics::serve(addr, delivery.counters());
         }
@@ -430,7 +434,7 @@ impl<'obj> Agent<'obj> {
             .context("opening the event ring buffer")?;
         let mut ring = RingBufferBuilder::new();
         let queue = &sender;
-        let mut encoder = output::Encoder::new(self.opts.format);
+        let mut encoder = output::Encoder::new(self.opts.format).with_pods(pods);
         ring.add(&events, move |data: &[u8]| {
             // Whatever the record holds, the callback returns 0: an error or a panic here
             // would stop the consumer on this record, and every restart would meet it again.
@@ -463,6 +467,26 @@ impl<'obj> Agent<'obj> {
         drop(ring);
         delivery.finish(STOP_DRAIN, sender);
         Ok(())
+    }
+
+    /// The CRI client for pod metadata, if a runtime socket is given or found. Its misses are
+    /// published with the delivery counters.
+    fn start_cri(&self, delivery: &delivery::Delivery) -> Option<cri::Cri> {
+        let Some(socket) = cri::choose_socket(self.opts.cri_socket.as_deref()) else {
+            info!("no container runtime socket found: events carry no pod metadata");
+            return None;
+        };
+        match cri::Cri::start(socket.clone()) {
+            Ok(cri) => {
+                info!(socket = %socket.display(), "pod metadata from the container runtime");
+                delivery.counters().set_pods(cri.clone());
+                Some(cri)
+            }
+            Err(e) => {
+                warn!(error = format!("{e:#}"), "events carry no pod metadata");
+                None
+            }
+        }
     }
 
     /// Leaves the pinned program enforcing and marks the agent gone in the config entry.

@@ -43,6 +43,9 @@ struct Status {
     /// Events the running agent read but could not write to stdout; `None` without an agent
     /// (or before it published).
     events_undelivered: Option<u64>,
+    /// Container events the running agent wrote without pod metadata (the container runtime
+    /// was down, slow, or did not know the container).
+    pod_metadata_misses: Option<u64>,
 }
 
 fn print_status(status: &Status) {
@@ -80,6 +83,9 @@ fn print_status(status: &Status) {
     );
     if let Some(undelivered) = status.events_undelivered {
         println!("undelivered: {undelivered} events read by the agent but not written to stdout");
+    }
+    if let Some(misses) = status.pod_metadata_misses {
+        println!("pod misses:  {misses} container events without pod metadata (the runtime was down, slow, or did not know the container)");
     }
 }
 
@@ -162,12 +168,13 @@ pub fn status(json: bool) -> Result<ExitCode> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let events_undelivered = snapshot
+    let published = snapshot
         .agent_pid
         .and_then(|pid| delivery::published(Path::new(delivery::STATE_PATH), pid));
     let status = Status {
         snapshot,
-        events_undelivered,
+        events_undelivered: published.as_ref().map(|p| p.events_undelivered),
+        pod_metadata_misses: published.as_ref().map(|p| p.pod_metadata_misses),
     };
     if json {
         println!(

@@ -66,6 +66,8 @@ pub struct Counters {
     rate_limited: AtomicU64,
     /// The last error, for the log.
     last_error: Mutex<Option<String>>,
+    /// The CRI client, whose misses (events without pod metadata) are published with these.
+    pods: std::sync::OnceLock<crate::cri::Cri>,
 }
 
 impl Counters {
@@ -75,6 +77,17 @@ impl Counters {
             + self.write_failed.load(Ordering::Relaxed)
             + self.skipped.load(Ordering::Relaxed)
             + self.rate_limited.load(Ordering::Relaxed)
+    }
+
+    /// Container events that went out without pod metadata (the runtime was down, slow, or
+    /// did not know the container); 0 without a CRI client.
+    pub fn pod_metadata_misses(&self) -> u64 {
+        self.pods.get().map_or(0, crate::cri::Cri::misses)
+    }
+
+    /// Publishes `cri`'s misses with the delivery counters (once: the agent has one client).
+    pub fn set_pods(&self, cri: crate::cri::Cri) {
+        let _ = self.pods.set(cri);
     }
 
     fn note(&self, counter: &AtomicU64, error: impl FnOnce() -> String) {
@@ -285,8 +298,8 @@ pub struct Delivery {
     counters: Arc<Counters>,
     writer: Option<JoinHandle<()>>,
     log: RateLimit,
-    /// The total last published and logged.
-    published: Option<u64>,
+    /// The totals last published (undelivered, pod-metadata misses) and logged.
+    published: Option<(u64, u64)>,
     reported: u64,
     state_path: PathBuf,
     publish_failed: RateLimit,
@@ -355,9 +368,12 @@ fn write_lines<W: Write>(
 
 /// What `minerguard status` reads.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Published {
+pub struct Published {
     pid: u32,
-    events_undelivered: u64,
+    pub events_undelivered: u64,
+    /// Absent in what an older agent published.
+    #[serde(default)]
+    pub pod_metadata_misses: u64,
 }
 
 impl Delivery {
@@ -390,9 +406,10 @@ impl Delivery {
                 "events not delivered to stdout (the execs were still enforced)"
             );
         }
-        if self.published != Some(total) {
-            match publish(&self.state_path, total) {
-                Ok(()) => self.published = Some(total),
+        let totals = (total, self.counters.pod_metadata_misses());
+        if self.published != Some(totals) {
+            match publish(&self.state_path, totals) {
+                Ok(()) => self.published = Some(totals),
                 Err(e) => {
                     if self.publish_failed.hit(1, now).is_some() {
                         warn!(
@@ -444,12 +461,13 @@ impl Delivery {
 }
 
 /// Writes the count atomically (a reader sees the old file or the new one, never half).
-fn publish(path: &Path, total: u64) -> Result<()> {
+fn publish(path: &Path, (total, misses): (u64, u64)) -> Result<()> {
     let dir = path.parent().context("the state path has no directory")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let body = serde_json::to_vec(&Published {
         pid: std::process::id(),
         events_undelivered: total,
+        pod_metadata_misses: misses,
     })
     .context("encoding the delivery state")?;
     let tmp = path.with_extension("json.tmp");
@@ -458,11 +476,11 @@ fn publish(path: &Path, total: u64) -> Result<()> {
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
-/// The count the agent `pid` published, if it did (`None` for another agent's leftover).
-pub fn published(path: &Path, pid: u32) -> Option<u64> {
+/// The counts the agent `pid` published, if it did (`None` for another agent's leftover).
+pub fn published(path: &Path, pid: u32) -> Option<Published> {
     let text = fs::read(path).ok()?;
     let p: Published = serde_json::from_slice(&text).ok()?;
-    (p.pid == pid).then_some(p.events_undelivered)
+    (p.pid == pid).then_some(p)
 }
 
 #[cfg(test)]
@@ -594,7 +612,8 @@ mod tests {
         let dropped = delivery.counters.queue_full.load(Ordering::Relaxed);
         assert!((991..=992).contains(&dropped), "{dropped}");
         delivery.report();
-        assert_eq!(published(&state, std::process::id()), Some(dropped));
+        let counts = published(&state, std::process::id()).map(|p| p.events_undelivered);
+        assert_eq!(counts, Some(dropped));
         assert_eq!(published(&state, std::process::id() + 1), None);
         // A stop does not wait for the stall for longer than asked.
         let started = Instant::now();

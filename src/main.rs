@@ -6,6 +6,7 @@ mod attach;
 mod bpf;
 mod commands;
 mod contract;
+mod cri;
 mod delivery;
 mod doctor;
 mod enrich;
@@ -66,6 +67,11 @@ enum Cmd {
         /// Serve Prometheus metrics at http://ADDR/metrics (loopback only, e.g. 127.0.0.1:9464).
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<SocketAddr>,
+        /// The container runtime's CRI socket, for the pod metadata of events (default: the
+        /// first of containerd's /run/containerd/containerd.sock and CRI-O's
+        /// /var/run/crio/crio.sock that exists).
+        #[arg(long, value_name = "PATH")]
+        cri_socket: Option<PathBuf>,
         /// How to enforce: auto takes the strongest tier this kernel proves it can run
         /// (lsm: BPF LSM, EPERM; fmod_ret: EPERM without bpf in lsm=; kill: SIGKILL before
         /// the first instruction).
@@ -294,6 +300,7 @@ fn main() -> ExitCode {
             log_format,
             output_format,
             metrics_addr,
+            cri_socket,
             tier,
             fail_after_policy,
         } => {
@@ -305,6 +312,7 @@ fn main() -> ExitCode {
                     tier: tier.tier(),
                     metrics_addr,
                     format: output_format.into(),
+                    cri_socket,
                     fail_after_policy,
                 },
                 &mut logs,

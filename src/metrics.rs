@@ -101,7 +101,11 @@ pub fn serve(addr: SocketAddr, delivery: Arc<Counters>) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .snapshot()?;
-        Ok(render(&snapshot, delivery.undelivered()))
+        Ok(render(
+            &snapshot,
+            delivery.undelivered(),
+            delivery.pod_metadata_misses(),
+        ))
     };
     if let Err(e) = serve_with(addr, BOUNDS, Arc::new(source)) {
         warn!(%addr, error = format!("{e:#}"), "metrics not served");
@@ -325,7 +329,7 @@ fn answer(mut stream: TcpStream, bounds: Bounds, source: &Source) -> bool {
 }
 
 /// The Prometheus text exposition of a snapshot.
-pub fn render(s: &Snapshot, undelivered: u64) -> String {
+pub fn render(s: &Snapshot, undelivered: u64, pod_misses: u64) -> String {
     let mut out = String::new();
     let counters = s.counters.unwrap_or_default();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
@@ -369,6 +373,12 @@ pub fn render(s: &Snapshot, undelivered: u64) -> String {
         "counter",
         "Events the agent read but could not write to stdout (output queue full, write failed, undecodable).",
         undelivered,
+    );
+    metric(
+        "minerguard_pod_metadata_misses_total",
+        "counter",
+        "Container events written without pod metadata (the container runtime was down, slow, or did not know the container).",
+        pod_misses,
     );
     metric(
         "minerguard_policy_names",
@@ -434,6 +444,7 @@ mod tests {
                 agent_pid: Some(7),
             },
             4,
+            6,
         );
         assert!(text.contains(
             "# TYPE minerguard_execs_blocked_total counter\nminerguard_execs_blocked_total 2\n"
@@ -441,6 +452,7 @@ mod tests {
         assert!(text.contains("minerguard_events_lost_total 1\n"));
         assert!(text.contains("minerguard_processes_killed_total 5\n"));
         assert!(text.contains("minerguard_events_undelivered_total 4\n"));
+        assert!(text.contains("minerguard_pod_metadata_misses_total 6\n"));
         assert!(text.contains("minerguard_policy_names 39\n"));
         assert!(text.contains("minerguard_remembered_files 2\n"));
         assert!(text.contains("minerguard_enforce_mode 0\n"));
