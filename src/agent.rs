@@ -469,16 +469,12 @@ impl<'obj> Agent<'obj> {
         Ok(())
     }
 
-    /// The CRI client for pod metadata, if a runtime socket is given or found. Its misses are
-    /// published with the delivery counters.
+    /// The CRI client for pod metadata. Its misses are published with the delivery counters.
     fn start_cri(&self, delivery: &delivery::Delivery) -> Option<cri::Cri> {
-        let Some(socket) = cri::choose_socket(self.opts.cri_socket.as_deref()) else {
-            info!("no container runtime socket found: events carry no pod metadata");
-            return None;
-        };
+        let socket = cri::Socket(self.opts.cri_socket.clone());
         match cri::Cri::start(socket.clone()) {
             Ok(cri) => {
-                info!(socket = %socket.display(), "pod metadata from the container runtime");
+                info!(socket = %socket, "pod metadata from the container runtime's CRI socket");
                 delivery.counters().set_pods(cri.clone());
                 Some(cri)
             }
@@ -669,8 +665,9 @@ mod tests {
 
     #[test]
     fn the_unit_bounds_tasks_and_memory_with_margin() {
-        // main, output, log, the metrics accept thread and workers; the probe and `kill`.
-        let threads = 3 + 1 + crate::metrics::BOUNDS.workers;
+        // main, output, log, cri, cri-watch, the metrics accept thread and workers; the probe
+        // and `kill`.
+        let threads = 5 + 1 + crate::metrics::BOUNDS.workers;
         let tasks: usize = unit("TasksMax").parse().unwrap();
         assert!(tasks >= 3 * (threads + 2), "TasksMax={tasks}");
         let mib: u64 = unit("MemoryMax")

@@ -168,22 +168,45 @@ pub struct Cri {
     asks: tokio::sync::mpsc::Sender<Ask>,
 }
 
-/// The socket to use: the one given, else the first default that exists. `None`: no runtime
-/// here (a node without Kubernetes): events carry null pod fields.
-pub fn choose_socket(given: Option<&Path>) -> Option<PathBuf> {
-    if let Some(given) = given {
-        return Some(given.to_path_buf());
+/// Where the runtime is: the socket given, else the first default that exists when a call
+/// connects (the agent starts before the runtime: at boot the socket is not there yet).
+#[derive(Clone, Debug)]
+pub struct Socket(pub Option<PathBuf>);
+
+impl Socket {
+    fn now(&self) -> Option<PathBuf> {
+        match &self.0 {
+            Some(given) => Some(given.clone()),
+            None => DEFAULT_SOCKETS
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists()),
+        }
     }
-    DEFAULT_SOCKETS
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+
+    /// The runtime's state directory, where containerd makes its task directories: the given
+    /// socket's directory, else containerd's default.
+    fn state_dir(&self) -> PathBuf {
+        match &self.0 {
+            Some(given) => given.parent().unwrap_or(Path::new("/")).to_path_buf(),
+            None => PathBuf::from("/run/containerd"),
+        }
+    }
+}
+
+impl std::fmt::Display for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(given) => write!(f, "{}", given.display()),
+            None => write!(f, "the first of {} that exists", DEFAULT_SOCKETS.join(", ")),
+        }
+    }
 }
 
 impl Cri {
     /// Starts the CRI thread on `socket`. The runtime need not be up: calls are retried as
     /// events need them, and nothing here fails because of the runtime.
-    pub fn start(socket: PathBuf) -> Result<Cri> {
+    pub fn start(socket: Socket) -> Result<Cri> {
         let shared = Arc::new(Shared {
             cache: Mutex::new(Cache::default()),
             misses: AtomicU64::new(0),
@@ -199,8 +222,8 @@ impl Cri {
             .name("cri".into())
             .spawn(move || runtime.block_on(serve(thread_socket, thread_shared, rx)))
             .context("starting the CRI thread")?;
-        if let Some(state) = socket.parent().map(Path::to_path_buf) {
-            let asks = asks.clone();
+        {
+            let (asks, state) = (asks.clone(), socket.state_dir());
             std::thread::Builder::new()
                 .name("cri-watch".into())
                 .spawn(move || {
@@ -266,16 +289,19 @@ impl Cri {
 type Client = RuntimeServiceClient<Channel>;
 
 /// A channel to the unix socket, connected (and reconnected) as calls need it.
-fn client(socket: &Path) -> Result<Client> {
-    let socket = socket.to_path_buf();
+fn client(socket: &Socket) -> Result<Client> {
+    let socket = socket.clone();
     // The URI is not used: the connector always dials the socket.
     let channel = Endpoint::try_from("http://cri.invalid")
         .context("the CRI endpoint")?
         .connect_timeout(CALL_TIMEOUT)
         .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-            let socket = socket.clone();
+            let path = socket.now();
             async move {
-                let stream = tokio::net::UnixStream::connect(socket).await?;
+                let path = path.ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no CRI socket exists")
+                })?;
+                let stream = tokio::net::UnixStream::connect(path).await?;
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
             }
         }));
@@ -283,32 +309,15 @@ fn client(socket: &Path) -> Result<Client> {
 }
 
 /// The CRI thread: fills the cache, learns new containers, answers lookups.
-async fn serve(socket: PathBuf, shared: Arc<Shared>, mut asks: tokio::sync::mpsc::Receiver<Ask>) {
+async fn serve(socket: Socket, shared: Arc<Shared>, mut asks: tokio::sync::mpsc::Receiver<Ask>) {
     let client = match client(&socket) {
         Ok(c) => c,
         Err(e) => {
-            warn!(error = format!("{e:#}"), socket = %socket.display(), "no pod metadata: cannot set up the CRI client");
+            warn!(error = format!("{e:#}"), socket = %socket, "no pod metadata: cannot set up the CRI client");
             return;
         }
     };
-    {
-        let (client, shared, socket) = (client.clone(), Arc::clone(&shared), socket.clone());
-        tokio::spawn(async move {
-            match fill(&client, &shared).await {
-                Ok(n) => {
-                    info!(socket = %socket.display(), containers = n, "pod metadata: containers known from the runtime")
-                }
-                Err(e) => {
-                    note_down(&shared);
-                    warn!(
-                        socket = %socket.display(),
-                        error = format!("{e:#}"),
-                        "pod metadata: the container runtime does not answer (yet): events are named once it does"
-                    )
-                }
-            }
-        });
-    }
+    tokio::spawn(fill_and_log(client.clone(), Arc::clone(&shared)));
     while let Some(ask) = asks.recv().await {
         let (client, shared) = (client.clone(), Arc::clone(&shared));
         tokio::spawn(async move {
@@ -320,12 +329,31 @@ async fn serve(socket: PathBuf, shared: Arc<Shared>, mut asks: tokio::sync::mpsc
     }
 }
 
+/// Fills the cache; at start, and again whenever the runtime answers after it did not (it
+/// started after the agent, or was restarted: its containers are all there to learn).
+async fn fill_and_log(client: Client, shared: Arc<Shared>) {
+    match fill(&client, &shared).await {
+        Ok(n) => info!(
+            containers = n,
+            "pod metadata: containers known from the runtime"
+        ),
+        Err(e) => {
+            note_down(&shared);
+            warn!(
+                error = format!("{e:#}"),
+                "pod metadata: the container runtime does not answer (yet): events are named once it does"
+            )
+        }
+    }
+}
+
 fn note_down(shared: &Shared) {
     shared.cache().down_until = Some(Instant::now() + DOWN_FOR);
 }
 
-fn note_up(shared: &Shared) {
-    shared.cache().down_until = None;
+/// Whether the runtime was down until this answer.
+fn note_up(shared: &Shared) -> bool {
+    shared.cache().down_until.take().is_some()
 }
 
 fn pod_of(
@@ -388,7 +416,7 @@ async fn fill(client: &Client, shared: &Shared) -> Result<usize> {
 }
 
 /// Asks the runtime about `id` (a container or a sandbox) and caches the answer.
-async fn learn(client: &Client, shared: &Shared, id: &str) {
+async fn learn(client: &Client, shared: &Arc<Shared>, id: &str) {
     if shared.cache().containers.contains_key(id) {
         return;
     }
@@ -411,7 +439,11 @@ async fn learn(client: &Client, shared: &Shared, id: &str) {
         Err(e) => Err(e),
     };
     match result {
-        Ok(()) => note_up(shared),
+        Ok(()) => {
+            if note_up(shared) {
+                tokio::spawn(fill_and_log(client.clone(), Arc::clone(shared)));
+            }
+        }
         Err(e) => {
             note_down(shared);
             debug!(
@@ -525,16 +557,19 @@ fn ask_learn(asks: &tokio::sync::mpsc::Sender<Ask>, id: &str) -> bool {
 /// that exists, and the next as it appears.
 fn watch_tasks(state: &Path, asks: &tokio::sync::mpsc::Sender<Ask>) -> Result<()> {
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC).context("inotify_init")?;
-    let levels: Vec<PathBuf> = (0..=TASK_PATH.len())
-        .map(|depth| {
-            TASK_PATH[..depth]
-                .iter()
-                .fold(state.to_path_buf(), |p, c| p.join(c))
-        })
+    // Every directory from the root down to the task directory: the deepest that exists is
+    // watched, and each next one as it appears (containerd may start after the agent).
+    let full = TASK_PATH.iter().fold(state.to_path_buf(), |p, c| p.join(c));
+    let mut levels: Vec<PathBuf> = full.ancestors().map(Path::to_path_buf).collect();
+    levels.reverse();
+    let names: Vec<std::ffi::OsString> = levels
+        .iter()
+        .skip(1)
+        .map(|l| l.file_name().unwrap_or_default().to_os_string())
         .collect();
     let mask = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR;
     let Some(deepest) = (0..levels.len()).rev().find(|&i| levels[i].is_dir()) else {
-        bail!("{} does not exist", state.display());
+        bail!("{} has no directory that exists", full.display());
     };
     let mut watched: Vec<(WatchDescriptor, usize)> = Vec::new();
     let wd = inotify
@@ -557,7 +592,7 @@ fn watch_tasks(state: &Path, asks: &tokio::sync::mpsc::Sender<Ask>) -> Result<()
             };
             if level + 1 < levels.len() {
                 // The next level of the path appeared: watch it (and what it already holds).
-                if name != OsStr::new(TASK_PATH[level]) {
+                if name != names[level] {
                     continue;
                 }
                 let next = &levels[level + 1];
@@ -632,7 +667,7 @@ mod tests {
     #[test]
     fn a_runtime_that_is_not_there_names_nothing_and_counts_misses() {
         let dir = tempfile::tempdir().unwrap();
-        let cri = Cri::start(dir.path().join("absent.sock")).unwrap();
+        let cri = Cri::start(Socket(Some(dir.path().join("absent.sock")))).unwrap();
         let id = "3f1c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a";
         assert!(cri.lookup(id).is_none());
         assert!(cri.lookup(id).is_none());
