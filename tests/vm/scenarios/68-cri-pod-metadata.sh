@@ -48,16 +48,16 @@ mkdir -p "$r/bin" "$r/tmp" "$r/proc" "$r/dev" "$r/sys" "$r/etc" "$C/oci/blobs/sh
 cp /bin/busybox "$r/bin/busybox"
 for a in sh sleep cp cat ls; do ln -s busybox "$r/bin/$a"; done
 tar -C "$r" -cf "$C/layer.tar" . || fail "cannot tar the image's layer"
-set -- $(blob "$C/layer.tar")
-layer=$1 layer_size=$2
+blob "$C/layer.tar" > "$C/blob"
+read -r layer layer_size < "$C/blob"
 printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/sleep","100000"]},"rootfs":{"type":"layers","diff_ids":["%s"]}}' \
 	"$layer" > "$C/config.json"
-set -- $(blob "$C/config.json")
-config=$1 config_size=$2
+blob "$C/config.json" > "$C/blob"
+read -r config config_size < "$C/blob"
 printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%s}]}' \
 	"$config" "$config_size" "$layer" "$layer_size" > "$C/manifest.json"
-set -- $(blob "$C/manifest.json")
-manifest=$1 manifest_size=$2
+blob "$C/manifest.json" > "$C/blob"
+read -r manifest manifest_size < "$C/blob"
 printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"1.0"}}]}' \
 	"$manifest" "$manifest_size" "$IMAGE" > "$C/oci/index.json"
 echo '{"imageLayoutVersion":"1.0.0"}' > "$C/oci/oci-layout"
