@@ -317,7 +317,10 @@ async fn serve(socket: Socket, shared: Arc<Shared>, mut asks: tokio::sync::mpsc:
             return;
         }
     };
-    tokio::spawn(fill_and_log(client.clone(), Arc::clone(&shared)));
+    // No socket given and none of the defaults there: a node without a runtime (yet), not
+    // an operator's mistake.
+    let expected = socket.0.is_some() || socket.now().is_some();
+    tokio::spawn(fill_and_log(client.clone(), Arc::clone(&shared), expected));
     while let Some(ask) = asks.recv().await {
         let (client, shared) = (client.clone(), Arc::clone(&shared));
         tokio::spawn(async move {
@@ -331,7 +334,8 @@ async fn serve(socket: Socket, shared: Arc<Shared>, mut asks: tokio::sync::mpsc:
 
 /// Fills the cache; at start, and again whenever the runtime answers after it did not (it
 /// started after the agent, or was restarted: its containers are all there to learn).
-async fn fill_and_log(client: Client, shared: Arc<Shared>) {
+/// `expected`: a runtime should answer (a failure is a warning, else news).
+async fn fill_and_log(client: Client, shared: Arc<Shared>, expected: bool) {
     match fill(&client, &shared).await {
         Ok(n) => info!(
             containers = n,
@@ -339,10 +343,14 @@ async fn fill_and_log(client: Client, shared: Arc<Shared>) {
         ),
         Err(e) => {
             note_down(&shared);
-            warn!(
-                error = format!("{e:#}"),
-                "pod metadata: the container runtime does not answer (yet): events are named once it does"
-            )
+            let error = format!("{e:#}");
+            let message = "pod metadata: the container runtime does not answer (yet): events \
+                           are named once it does";
+            if expected {
+                warn!(error, "{message}");
+            } else {
+                info!(error, "{message}");
+            }
         }
     }
 }
@@ -441,7 +449,7 @@ async fn learn(client: &Client, shared: &Arc<Shared>, id: &str) {
     match result {
         Ok(()) => {
             if note_up(shared) {
-                tokio::spawn(fill_and_log(client.clone(), Arc::clone(shared)));
+                tokio::spawn(fill_and_log(client.clone(), Arc::clone(shared), true));
             }
         }
         Err(e) => {
