@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 use crate::attach::{self, Links, Optional};
 use crate::bpf::{MinerguardMaps, MinerguardSkel, MinerguardSkelBuilder};
 use crate::contract::Tier;
+use crate::cri;
 use crate::delivery;
 use crate::enrich;
 use crate::event::Tally;
@@ -46,6 +47,8 @@ pub struct Options {
     pub storm_window: Duration,
     /// Where to POST each event as well, if anywhere.
     pub webhook: Option<webhook::Url>,
+    /// The container runtime's CRI socket (`None`: the runtimes' defaults).
+    pub cri_socket: Option<PathBuf>,
     /// For tests: fail the start once the policy is in the maps, before attaching, to
     /// prove that a failed start leaves the pinned state as it found it.
     pub fail_after_policy: bool,
@@ -451,6 +454,7 @@ impl<'obj> Agent<'obj> {
             None => None,
         };
         delivery.report();
+        let pods = self.start_cri(&delivery);
         if let Some(addr) = self.opts.metrics_addr {
             metrics::serve(
                 addr,
@@ -467,7 +471,9 @@ impl<'obj> Agent<'obj> {
         // Shared by the ring buffer's callback and this loop (storms' summaries), on this
         // thread only: the callback runs inside `poll`, never while the loop holds it.
         let encoder = RefCell::new(
-            output::Encoder::new(self.opts.format, self.opts.storm_window).counting(tally),
+            output::Encoder::new(self.opts.format, self.opts.storm_window)
+                .counting(tally)
+                .with_pods(pods),
         );
         let mut ring = RingBufferBuilder::new();
         let queue = &sender;
@@ -522,6 +528,22 @@ impl<'obj> Agent<'obj> {
         }
         delivery.finish(STOP_DRAIN, sender);
         Ok(())
+    }
+
+    /// The CRI client for pod metadata. Its misses are published with the delivery counters.
+    fn start_cri(&self, delivery: &delivery::Delivery) -> Option<cri::Cri> {
+        let socket = cri::Socket(self.opts.cri_socket.clone());
+        match cri::Cri::start(socket.clone()) {
+            Ok(cri) => {
+                info!(socket = %socket, "pod metadata from the container runtime's CRI socket");
+                delivery.counters().set_pods(cri.clone());
+                Some(cri)
+            }
+            Err(e) => {
+                warn!(error = format!("{e:#}"), "events carry no pod metadata");
+                None
+            }
+        }
     }
 
     /// Leaves the pinned program enforcing and marks the agent gone in the config entry.
@@ -727,8 +749,8 @@ mod tests {
 
     #[test]
     fn the_unit_bounds_tasks_and_memory_with_margin() {
-        // main, output, log, webhook and its DNS lookup, the metrics accept thread and
-        // workers; the probe and `kill`.
+        // main, output, log, webhook and its DNS lookup, cri, cri-watch, the metrics accept
+        // thread and workers; the probe and `kill`.
         let threads = 5 + 1 + crate::metrics::BOUNDS.workers;
         let tasks: usize = unit("TasksMax").parse().unwrap();
         assert!(tasks >= 3 * (threads + 2), "TasksMax={tasks}");

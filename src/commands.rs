@@ -54,6 +54,9 @@ struct Status {
     /// Events the running agent read since it started, by action then matched_on
     /// (`minerguard_events_total`); `None` as above.
     events: Option<BTreeMap<String, BTreeMap<String, u64>>>,
+    /// Container events the running agent wrote without pod metadata (the container runtime
+    /// was down, slow, or did not know the container).
+    pod_metadata_misses: Option<u64>,
 }
 
 fn print_status(status: &Status) {
@@ -115,6 +118,9 @@ fn print_status(status: &Status) {
     }
     if let Some(undelivered) = status.webhook_undelivered {
         println!("webhook:     {undelivered} events not delivered to the webhook");
+    }
+    if let Some(misses) = status.pod_metadata_misses {
+        println!("pod misses:  {misses} container events without pod metadata (the runtime was down, slow, or did not know the container)");
     }
 }
 
@@ -213,7 +219,8 @@ pub fn status(json: bool) -> Result<ExitCode> {
             .as_ref()
             .map(|p| p.commit.clone())
             .filter(|c| !c.is_empty()),
-        events: published.map(|p| p.events),
+        events: published.as_ref().map(|p| p.events.clone()),
+        pod_metadata_misses: published.as_ref().map(|p| p.pod_metadata_misses),
     };
     if json {
         println!(

@@ -106,7 +106,7 @@ pub struct Given {
     pub tier: Option<TierArg>,
     /// Seconds a storm's repeats are held for one summary line (0: never).
     pub storm_window: Option<u64>,
-    /// The container runtime's socket (CRI), for pod metadata; file only.
+    /// The container runtime's socket (CRI), for pod metadata.
     pub cri_socket: Option<Spanned<PathBuf>>,
 }
 
@@ -252,7 +252,10 @@ pub fn merge(flags: Given, file: Given) -> Result<Settings> {
                 .or(file.storm_window)
                 .unwrap_or(DEFAULT_STORM_WINDOW),
         ),
-        cri_socket: file.cri_socket.map(Spanned::into_inner),
+        cri_socket: flags
+            .cri_socket
+            .or(file.cri_socket)
+            .map(Spanned::into_inner),
     })
 }
 

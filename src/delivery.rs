@@ -70,6 +70,8 @@ pub struct Counters {
     rate_limited: AtomicU64,
     /// The last error, for the log.
     last_error: Mutex<Option<String>>,
+    /// The CRI client, whose misses (events without pod metadata) are published with these.
+    pods: std::sync::OnceLock<crate::cri::Cri>,
 }
 
 impl Counters {
@@ -79,6 +81,17 @@ impl Counters {
             + self.write_failed.load(Ordering::Relaxed)
             + self.skipped.load(Ordering::Relaxed)
             + self.rate_limited.load(Ordering::Relaxed)
+    }
+
+    /// Container events that went out without pod metadata (the runtime was down, slow, or
+    /// did not know the container); 0 without a CRI client.
+    pub fn pod_metadata_misses(&self) -> u64 {
+        self.pods.get().map_or(0, crate::cri::Cri::misses)
+    }
+
+    /// Publishes `cri`'s misses with the delivery counters (once: the agent has one client).
+    pub fn set_pods(&self, cri: crate::cri::Cri) {
+        let _ = self.pods.set(cri);
     }
 
     fn note(&self, counter: &AtomicU64, error: impl FnOnce() -> String) {
@@ -291,8 +304,9 @@ pub struct Delivery {
     log: RateLimit,
     /// Events counted by kind, published for `status` with the undelivered counts.
     events: Arc<Tally>,
-    /// What was last published: the undelivered totals (stdout, webhook) and the events' counts.
-    published: Option<(u64, Option<u64>, EventCounts)>,
+    /// What was last published: the undelivered totals (stdout, webhook), the pod-metadata
+    /// misses and the events' counts.
+    published: Option<(u64, Option<u64>, u64, EventCounts)>,
     reported: u64,
     /// The webhook's counters, when `--webhook-url` is given: published and logged here too.
     webhook: Option<Arc<crate::webhook::Counters>>,
@@ -384,6 +398,9 @@ pub struct Published {
     /// Events not delivered to `--webhook-url`; absent without a webhook.
     #[serde(default)]
     pub webhook_undelivered: Option<u64>,
+    /// Container events without pod metadata; absent in what an older agent published.
+    #[serde(default)]
+    pub pod_metadata_misses: u64,
 }
 
 impl Delivery {
@@ -445,9 +462,10 @@ impl Delivery {
             }
         }
         let counts = self.events.snapshot();
-        if self.published != Some((total, webhook, counts)) {
-            match publish(&self.state_path, total, webhook, &self.events) {
-                Ok(()) => self.published = Some((total, webhook, counts)),
+        let misses = self.counters.pod_metadata_misses();
+        if self.published != Some((total, webhook, misses, counts)) {
+            match publish(&self.state_path, total, webhook, misses, &self.events) {
+                Ok(()) => self.published = Some((total, webhook, misses, counts)),
                 Err(e) => {
                     if self.publish_failed.hit(1, now).is_some() {
                         warn!(
@@ -500,7 +518,13 @@ impl Delivery {
 }
 
 /// Writes the count atomically (a reader sees the old file or the new one, never half).
-fn publish(path: &Path, total: u64, webhook: Option<u64>, events: &Tally) -> Result<()> {
+fn publish(
+    path: &Path,
+    total: u64,
+    webhook: Option<u64>,
+    misses: u64,
+    events: &Tally,
+) -> Result<()> {
     let dir = path.parent().context("the state path has no directory")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let body = serde_json::to_vec(&Published {
@@ -510,6 +534,7 @@ fn publish(path: &Path, total: u64, webhook: Option<u64>, events: &Tally) -> Res
         version: env!("CARGO_PKG_VERSION").into(),
         commit: env!("MINERGUARD_COMMIT").into(),
         events: events.named(),
+        pod_metadata_misses: misses,
     })
     .context("encoding the delivery state")?;
     let tmp = path.with_extension("json.tmp");
@@ -654,10 +679,8 @@ pub mod tests {
         let dropped = delivery.counters.queue_full.load(Ordering::Relaxed);
         assert!((991..=992).contains(&dropped), "{dropped}");
         delivery.report();
-        assert_eq!(
-            published(&state, std::process::id()).map(|p| p.events_undelivered),
-            Some(dropped)
-        );
+        let counts = published(&state, std::process::id()).map(|p| p.events_undelivered);
+        assert_eq!(counts, Some(dropped));
         assert_eq!(published(&state, std::process::id() + 1), None);
         // A stop does not wait for the stall for longer than asked.
         let started = Instant::now();

@@ -7,6 +7,7 @@ mod bpf;
 mod commands;
 mod config;
 mod contract;
+mod cri;
 mod delivery;
 mod doctor;
 mod enrich;
@@ -84,6 +85,11 @@ enum Cmd {
         /// who can reach it (NetworkPolicy, firewall).
         #[arg(long, requires = "metrics_addr")]
         metrics_allow_remote: bool,
+        /// The container runtime's CRI socket, for the pod metadata of events (default: the
+        /// first of containerd's /run/containerd/containerd.sock and CRI-O's
+        /// /var/run/crio/crio.sock that exists).
+        #[arg(long, value_name = "PATH")]
+        cri_socket: Option<PathBuf>,
         /// How to enforce: auto takes the strongest tier this kernel proves it can run
         /// (lsm: BPF LSM, EPERM; fmod_ret: EPERM without bpf in lsm=; kill: SIGKILL before
         /// the first instruction) [default: auto].
@@ -281,6 +287,7 @@ fn main() -> ExitCode {
             webhook_url,
             metrics_addr,
             metrics_allow_remote,
+            cri_socket,
             tier,
             storm_window,
             fail_after_policy,
@@ -295,7 +302,7 @@ fn main() -> ExitCode {
                 metrics_allow_remote: metrics_allow_remote.then_some(true),
                 tier,
                 storm_window,
-                cri_socket: None,
+                cri_socket: cri_socket.map(|p| toml::Spanned::new(0..0, p)),
             };
             let settings = config::load(config.as_deref())
                 .and_then(|file| config::merge(flags, file.map(|f| f.1).unwrap_or_default()));
@@ -313,6 +320,7 @@ fn main() -> ExitCode {
                             format: settings.output_format.into(),
                             webhook: settings.webhook,
                             storm_window: settings.storm_window,
+                            cri_socket: settings.cri_socket,
                             fail_after_policy,
                         },
                         &mut logs,

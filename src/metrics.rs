@@ -121,6 +121,7 @@ pub fn serve(
             &snapshot,
             delivery.undelivered(),
             webhook.as_ref().map(|w| w.undelivered()),
+            delivery.pod_metadata_misses(),
             &events,
             &BUILD,
         ))
@@ -390,6 +391,7 @@ pub fn render(
     s: &Snapshot,
     undelivered: u64,
     webhook: Option<u64>,
+    pod_misses: u64,
     events: &Tally,
     build: &Build,
 ) -> String {
@@ -443,6 +445,12 @@ pub fn render(
             webhook,
         );
     }
+    metric(
+        "minerguard_pod_metadata_misses_total",
+        "counter",
+        "Container events written without pod metadata (the container runtime was down, slow, or did not know the container).",
+        pod_misses,
+    );
     metric(
         "minerguard_policy_names",
         "gauge",
@@ -556,7 +564,7 @@ mod tests {
 
     #[test]
     fn exposition_names_follow_prometheus_conventions() {
-        let text = render(&snapshot(), 4, Some(6), &tally(), &BUILD);
+        let text = render(&snapshot(), 4, Some(6), 6, &tally(), &BUILD);
         assert!(text.contains(
             "# TYPE minerguard_execs_blocked_total counter\nminerguard_execs_blocked_total 2\n"
         ));
@@ -567,8 +575,9 @@ mod tests {
             "# TYPE minerguard_webhook_undelivered_total counter\nminerguard_webhook_undelivered_total 6\n"
         ));
         // Without a webhook, no webhook metric (rather than a 0 that suggests one works).
-        let without = render(&Snapshot::unpinned(), 0, None, &Tally::default(), &BUILD);
+        let without = render(&Snapshot::unpinned(), 0, None, 0, &Tally::default(), &BUILD);
         assert!(!without.contains("webhook"), "{without}");
+        assert!(text.contains("minerguard_pod_metadata_misses_total 6\n"));
         assert!(text.contains("minerguard_policy_names 39\n"));
         assert!(text.contains("minerguard_remembered_files 2\n"));
         assert!(text.contains("minerguard_enforce_mode 0\n"));
@@ -585,7 +594,7 @@ mod tests {
 
     #[test]
     fn events_are_counted_by_the_events_own_action_and_match() {
-        let text = render(&snapshot(), 0, None, &tally(), &BUILD);
+        let text = render(&snapshot(), 0, None, 0, &tally(), &BUILD);
         // The label values are the JSON event's `action` and `matched_on` strings.
         assert!(
             text.contains("minerguard_events_total{action=\"blocked\",matched_on=\"both\"} 2\n")
@@ -603,7 +612,7 @@ mod tests {
 
     #[test]
     fn build_info_carries_what_version_prints() {
-        let text = render(&snapshot(), 0, None, &Tally::default(), &BUILD);
+        let text = render(&snapshot(), 0, None, 0, &Tally::default(), &BUILD);
         let line = format!(
             "minerguard_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
             env!("CARGO_PKG_VERSION"),
@@ -619,7 +628,7 @@ mod tests {
             version: "1.0",
             commit: "a\\b\"c\nd",
         };
-        let text = render(&snapshot(), 0, None, &Tally::default(), &build);
+        let text = render(&snapshot(), 0, None, 0, &Tally::default(), &build);
         assert!(
             text.contains("minerguard_build_info{version=\"1.0\",commit=\"a\\\\b\\\"c\\nd\"} 1\n"),
             "{text}"
@@ -633,7 +642,7 @@ mod tests {
     /// come out as a sample, typed as its `# TYPE` line says.
     #[test]
     fn a_prometheus_parser_reads_every_sample() {
-        let text = render(&snapshot(), 4, None, &tally(), &BUILD);
+        let text = render(&snapshot(), 4, None, 0, &tally(), &BUILD);
         let scrape =
             prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();

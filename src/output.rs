@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use std::time::{Duration, Instant};
 
+use crate::cri;
 use crate::enrich::{self, Clocks};
 use crate::event::{self, Event, Tally};
 use crate::storm::{Storms, Verdict};
@@ -51,6 +52,17 @@ pub struct Record<'a> {
     pub host: bool,
     pub container_id: Option<&'a str>,
     pub container_runtime: Option<&'static str>,
+    /// `NODE_NAME`, else the hostname.
+    pub node_name: &'a str,
+    /// From the container runtime (CRI); null when unknown (README: pod metadata).
+    pub pod_name: Option<&'a str>,
+    pub pod_namespace: Option<&'a str>,
+    pub pod_uid: Option<&'a str>,
+    pub pod_labels: Option<&'a BTreeMap<String, String>>,
+    pub container_name: Option<&'a str>,
+    pub image_repository: Option<&'a str>,
+    pub image_tag: Option<&'a str>,
+    pub image_digest: Option<&'a str>,
     /// `matched_on: "randomx"` only: what the kernel saw.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed: Option<Observed>,
@@ -71,7 +83,30 @@ pub struct Observed {
     pub seconds: f64,
 }
 
+/// An empty string is not a name: the runtime leaves fields empty that it does not know.
+fn known(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
 impl<'a> Record<'a> {
+    /// Adds what the container runtime said about the event's container.
+    pub fn with_pod(mut self, meta: Option<&'a cri::Meta>) -> Record<'a> {
+        let Some(meta) = meta else {
+            return self;
+        };
+        self.container_name = known(&meta.container_name);
+        self.image_repository = meta.image.repository.as_deref();
+        self.image_tag = meta.image.tag.as_deref();
+        self.image_digest = meta.image.digest.as_deref();
+        if let Some(pod) = meta.pod.as_deref() {
+            self.pod_name = known(&pod.name);
+            self.pod_namespace = known(&pod.namespace);
+            self.pod_uid = known(&pod.uid);
+            self.pod_labels = Some(&pod.labels);
+        }
+        self
+    }
+
     /// Fails only for a time RFC 3339 cannot write (before year 0 or after 9999).
     pub fn new(e: &'a Event, clocks: &Clocks) -> Result<Record<'a>> {
         let container = enrich::container(&e.cgroup_name);
@@ -103,6 +138,15 @@ impl<'a> Record<'a> {
             host: e.host,
             container_id: container.map(|c| c.id),
             container_runtime: container.map(|c| c.runtime),
+            node_name: "",
+            pod_name: None,
+            pod_namespace: None,
+            pod_uid: None,
+            pod_labels: None,
+            container_name: None,
+            image_repository: None,
+            image_tag: None,
+            image_digest: None,
             observed: e.observed.map(|(changes, ms)| Observed {
                 changes,
                 seconds: f64::from(ms) / 1000.0,
@@ -124,7 +168,7 @@ pub enum Format {
 }
 
 /// Turns ring-buffer records into lines, keeping what a line needs that the kernel does not
-/// send: the node's name, user names (looked up once per uid).
+/// send: the node's name, user names (looked up once per uid), the pod (from the runtime).
 pub struct Encoder {
     format: Format,
     hostname: String,
@@ -132,6 +176,7 @@ pub struct Encoder {
     storms: Storms,
     /// Every decoded event is counted here (the metrics' `minerguard_events_total`).
     tally: Arc<Tally>,
+    pods: Option<cri::Cri>,
 }
 
 /// The node's name: `NODE_NAME` (Kubernetes' downward API sets it), else the hostname.
@@ -159,12 +204,19 @@ impl Encoder {
             users: HashMap::new(),
             storms: Storms::new(window),
             tally: Arc::default(),
+            pods: None,
         }
     }
 
     /// Counts decoded events in `tally` (shared with the metrics endpoint).
     pub fn counting(self, tally: Arc<Tally>) -> Encoder {
         Encoder { tally, ..self }
+    }
+
+    /// Names the pod of container events from `pods` (`None`: pod fields stay null).
+    pub fn with_pods(mut self, pods: Option<cri::Cri>) -> Encoder {
+        self.pods = pods;
+        self
     }
 
     /// The user's name from the user database, if it has one.
@@ -239,17 +291,25 @@ impl Encoder {
         count: u64,
         first: Option<u64>,
     ) -> Result<Vec<u8>> {
+        let user = match self.format {
+            Format::Json => None,
+            Format::Falco => self.user(e.uid),
+        };
         let mut record = Record::new(e, clocks)?;
         record.count = count;
         if let Some(boot_ns) = first {
             record.first_time = enrich::rfc3339(clocks.wall_clock(boot_ns));
         }
+        record.node_name = &self.hostname;
+        // Bounded (cri::WAIT) for a container not learned yet; never for a host process.
+        let meta = match (&self.pods, record.container_id) {
+            (Some(pods), Some(id)) => pods.lookup(id),
+            _ => None,
+        };
+        let record = record.with_pod(meta.as_deref());
         let mut line = match self.format {
             Format::Json => serde_json::to_vec(&record),
-            Format::Falco => {
-                let user = self.user(e.uid);
-                serde_json::to_vec(&falco(&record, e, &self.hostname, user))
-            }
+            Format::Falco => serde_json::to_vec(&falco(&record, e, user)),
         }
         .context("encoding an event")?;
         line.push(b'\n');
@@ -289,12 +349,7 @@ fn rule_of(e: &Event) -> &'static str {
     }
 }
 
-fn falco<'a>(
-    r: &'a Record<'_>,
-    e: &Event,
-    hostname: &'a str,
-    user: Option<String>,
-) -> FalcoAlert<'a> {
+fn falco<'a>(r: &'a Record<'_>, e: &Event, user: Option<String>) -> FalcoAlert<'a> {
     use serde_json::{json, Value};
     let rule = rule_of(e);
     let priority = if e.action == crate::event::Action::Audited {
@@ -315,7 +370,6 @@ fn falco<'a>(
         crate::event::Hook::Exec => r.file_name,
         _ => r.comm,
     };
-    let unknown = Value::Null;
     // Falco's proc.cmdline is the process name and its arguments after argv[0].
     let args = e.args.get(1..).unwrap_or_default().join(" ");
     let cmdline = (!e.args.is_empty()).then(|| {
@@ -337,10 +391,21 @@ fn falco<'a>(
         ("user.uid", json!(r.uid)),
         ("user.name", json!(user)),
         ("container.id", json!(r.container_id)),
-        ("container.name", unknown.clone()),
-        ("container.image.repository", unknown.clone()),
-        ("k8s.pod.name", unknown.clone()),
-        ("k8s.ns.name", unknown),
+        ("container.name", json!(r.container_name)),
+        ("container.image.repository", json!(r.image_repository)),
+        ("container.image.tag", json!(r.image_tag)),
+        ("container.image.digest", json!(r.image_digest)),
+        ("k8s.pod.name", json!(r.pod_name)),
+        ("k8s.ns.name", json!(r.pod_namespace)),
+        ("k8s.pod.uid", json!(r.pod_uid)),
+        // Falco's is a list of key:value.
+        (
+            "k8s.pod.labels",
+            json!(r.pod_labels.map(|l| l
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>())),
+        ),
         ("minerguard.action", json!(r.action)),
         ("minerguard.mode", json!(r.mode)),
         ("minerguard.matched_on", json!(r.matched_on)),
@@ -358,8 +423,8 @@ fn falco<'a>(
     let user_text = user.unwrap_or_else(|| "?".into());
     let output = format!(
         "{}: {priority} {rule} | process={proc_name} exe={} command={} pid={} ppid={} \
-         user={user_text} user_uid={} container_id={} matched_on={} matched_name={} action={} \
-         tier={}{}",
+         user={user_text} user_uid={} container_id={} container={} image={} namespace={} pod={} \
+         matched_on={} matched_name={} action={} tier={}{}",
         r.time,
         r.filename,
         cmdline.as_deref().unwrap_or("?"),
@@ -367,6 +432,11 @@ fn falco<'a>(
         r.ppid,
         r.uid,
         r.container_id.unwrap_or("host"),
+        // Falco's word for a field it does not know.
+        r.container_name.unwrap_or("<NA>"),
+        r.image_repository.unwrap_or("<NA>"),
+        r.pod_namespace.unwrap_or("<NA>"),
+        r.pod_name.unwrap_or("<NA>"),
         r.matched_on,
         r.matched_name,
         r.action,
@@ -377,7 +447,7 @@ fn falco<'a>(
         },
     );
     FalcoAlert {
-        hostname,
+        hostname: r.node_name,
         output,
         output_fields: fields,
         priority,
@@ -510,6 +580,89 @@ mod tests {
         falcosidekick_accepts(&v);
         assert_eq!(v["priority"], "Warning");
         assert_eq!(v["rule"], "Cryptominer execution detected");
+    }
+
+    fn a_pod() -> cri::Meta {
+        cri::Meta {
+            container_name: "miner".into(),
+            image: cri::parse_image(
+                "docker.io/library/mg-miner:1.0",
+                "docker.io/library/mg-miner@sha256:abcd",
+            ),
+            pod: Some(std::sync::Arc::new(cri::Pod {
+                name: "miner-a".into(),
+                namespace: "mg-test".into(),
+                uid: "0a0a0a0a-1111".into(),
+                labels: [("app".to_string(), "miner".to_string())].into(),
+            })),
+        }
+    }
+
+    #[test]
+    fn a_named_container_fills_the_pod_fields_in_both_formats() {
+        let e = event::decode(&raw_blocked_xmrig()).unwrap();
+        let meta = a_pod();
+        let mut record = Record::new(&e, &Clocks::now()).unwrap();
+        record.node_name = "node-1";
+        let record = record.with_pod(Some(&meta));
+        let v = serde_json::to_value(&record).unwrap();
+        assert_eq!(v["node_name"], "node-1");
+        assert_eq!(v["pod_name"], "miner-a");
+        assert_eq!(v["pod_namespace"], "mg-test");
+        assert_eq!(v["pod_uid"], "0a0a0a0a-1111");
+        assert_eq!(v["pod_labels"], serde_json::json!({"app": "miner"}));
+        assert_eq!(v["container_name"], "miner");
+        assert_eq!(v["image_repository"], "docker.io/library/mg-miner");
+        assert_eq!(v["image_tag"], "1.0");
+        assert_eq!(v["image_digest"], "sha256:abcd");
+
+        let alert = serde_json::to_value(falco(&record, &e, None)).unwrap();
+        falcosidekick_accepts(&alert);
+        assert_eq!(alert["hostname"], "node-1");
+        let f = &alert["output_fields"];
+        assert_eq!(f["k8s.pod.name"], "miner-a");
+        assert_eq!(f["k8s.ns.name"], "mg-test");
+        assert_eq!(f["k8s.pod.uid"], "0a0a0a0a-1111");
+        assert_eq!(f["k8s.pod.labels"], serde_json::json!(["app:miner"]));
+        assert_eq!(f["container.name"], "miner");
+        assert_eq!(
+            f["container.image.repository"],
+            "docker.io/library/mg-miner"
+        );
+        assert_eq!(f["container.image.tag"], "1.0");
+        assert_eq!(f["container.image.digest"], "sha256:abcd");
+        let output = alert["output"].as_str().unwrap();
+        assert!(
+            output.contains(
+                "container=miner image=docker.io/library/mg-miner namespace=mg-test pod=miner-a"
+            ),
+            "{output}"
+        );
+    }
+
+    #[test]
+    fn an_unnamed_container_has_null_pod_fields() {
+        let line = encode(&raw_blocked_xmrig(), &Clocks::now()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert!(!v["node_name"].as_str().unwrap().is_empty());
+        for key in [
+            "pod_name",
+            "pod_namespace",
+            "pod_uid",
+            "pod_labels",
+            "container_name",
+            "image_repository",
+            "image_tag",
+            "image_digest",
+        ] {
+            assert!(v[key].is_null(), "{key}: {v}");
+        }
+        let alert = falco_line(&raw_blocked_xmrig());
+        for key in ["k8s.pod.name", "k8s.pod.labels", "container.image.tag"] {
+            assert!(alert["output_fields"][key].is_null(), "{key}: {alert}");
+        }
+        let output = alert["output"].as_str().unwrap();
+        assert!(output.contains("namespace=<NA> pod=<NA>"), "{output}");
     }
 
     #[test]
