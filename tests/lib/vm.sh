@@ -63,7 +63,8 @@ vm_release_problem() {
 }
 
 # vm_boot NAME TAG LABEL INITRD APPEND: boot kernel NAME with INITRD, "console=ttyS0 panic=-1
-# softlockup_panic=1 quiet APPEND" as its command line, the console to
+# softlockup_panic=1 rcupdate.rcu_task_stall_timeout=60000 quiet APPEND" as its command line
+# (the stall timeout: milliseconds since 6.0, jiffies before, 240 s on 5.10), the console to
 # $VM_LOG_DIR/DATE-NAME-TAG.log. LABEL says what runs (for the header). If the boot broke down (no BOOT or no DONE line, timeout) and the
 # console shows the TCG trap, boot once more. Sets the results listed above; returns 0.
 vm_boot() {
@@ -76,8 +77,11 @@ vm_boot() {
 	# in the kernel (a soft lockup) while an agent attached its programs (5.10, once). That
 	# is the emulator, not a result, so such a boot is tried once more; anything else fails
 	# at once. softlockup_panic (below) turns the lockup into a panic, and so into an exit.
+	# A third form (6.1, once in a fresh-clone run): tasks preempted in the kernel that never
+	# run again, while the exec of a plain command hangs; the kernel then reports an RCU Tasks
+	# stall (after 60 s: the stall timeout below), and the reader stops the VM at once.
 	if [ -n "$VM_PROBLEM" ] && [ -z "$VM_WRONG_KERNEL" ] &&
-		grep -aqE "Oops: int3|soft lockup - CPU" "$VM_LOG"; then
+		grep -aqE "Oops: int3|soft lockup - CPU|rcu_tasks[a-z_]* detected stalls" "$VM_LOG"; then
 		echo "AGAIN $name $tag: the guest kernel trapped or locked up on code being patched (QEMU TCG); booting once more" >&2
 		local first=$VM_LOG resume=''
 		# Parts that already have a result are not run again (each boot is a clean machine).
@@ -113,11 +117,17 @@ _vm_boot_once() {
 	set +e
 	timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 "${VM_ACCEL[@]}" -m "$VM_MEM" -nographic -no-reboot \
 		-pidfile "$pidfile" -kernel "$VM_VMLINUZ" -initrd "$initrd" \
-		-append "console=ttyS0 panic=-1 softlockup_panic=1 quiet $append" </dev/null 2>&1 |
+		-append "console=ttyS0 panic=-1 softlockup_panic=1 rcupdate.rcu_task_stall_timeout=60000 quiet $append" </dev/null 2>&1 |
 		while IFS= read -r line; do
 			line=${line%$'\r'}   # serial console line ends are \r\n
 			# The log keeps the raw console; <tag>HOST lines add host-side facts.
 			printf '%s\n' "$line" >> "$VM_LOG"
+			case $line in *"rcu_tasks"*" detected stalls"*)
+				# Waiting longer changes nothing (the boot would run into VM_TIMEOUT): stop it,
+				# vm_boot boots once more from the first part without a result.
+				echo "${p}HOST RCU Tasks stall: stopping the VM" >> "$VM_LOG"
+				kill "$(cat "$pidfile")" 2>/dev/null ;;
+			esac
 			case $line in *"${p}BOOT"*)
 				echo "${p}HOST boot $(since "$t0")" >> "$VM_LOG"
 				# A wrong kernel makes every later line meaningless: stop the VM now.
