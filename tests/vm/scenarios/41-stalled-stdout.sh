@@ -12,7 +12,9 @@ cp /bin/sleep /tmp/minerd
 mkfifo /tmp/events.fifo
 cat /tmp/events.fifo > "$EVENTS" &
 reader=$!
-minerguard run --policy /tmp/policy.toml --log-format json >/tmp/events.fifo 2>"$AGENT_LOG" &
+# --storm-window 0: every event a line (the loop below is a storm the agent would otherwise
+# write as two lines, and the pipe would never fill).
+minerguard run --policy /tmp/policy.toml --log-format json --storm-window 0 >/tmp/events.fifo 2>"$AGENT_LOG" &
 AGENT_PID=$!
 wait_for_log '"minerguard ready"' || fail "agent not ready after 20 s"
 try_exec /mg/pidexec /tmp/xmrig 0
