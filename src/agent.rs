@@ -487,13 +487,7 @@ impl<'obj> Agent<'obj> {
                 return 0;
             };
             match encoder.next(data, &enrich::Clocks::now(), Instant::now()) {
-                Ok(Some(line)) => {
-                    // The webhook's copy first: queuing it never waits, stdout's may.
-                    if let Some(hook) = hook_queue {
-                        hook.send(&line);
-                    }
-                    queue.send(line)
-                }
+                Ok(Some(line)) => deliver(line, queue, hook_queue),
                 Ok(None) => {}
                 Err(err) => queue.skipped(&err),
             }
@@ -562,6 +556,15 @@ impl<'obj> Agent<'obj> {
     }
 }
 
+/// Queues a line for stdout and, if there is one, the webhook.
+fn deliver(line: Vec<u8>, sender: &delivery::Sender, hook: Option<&webhook::Sender>) {
+    // The webhook's copy first: queuing it never waits, stdout's may.
+    if let Some(hook) = hook {
+        hook.send(&line);
+    }
+    sender.send(line)
+}
+
 /// Queues the lines of storms' summaries that are due (all of them when `stopping`).
 fn summaries(
     encoder: &RefCell<output::Encoder>,
@@ -574,12 +577,7 @@ fn summaries(
     };
     for line in encoder.summaries(&enrich::Clocks::now(), Instant::now(), stopping) {
         match line {
-            Ok(line) => {
-                if let Some(hook) = hook {
-                    hook.send(&line);
-                }
-                sender.send(line)
-            }
+            Ok(line) => deliver(line, sender, hook),
             Err(err) => sender.skipped(&err),
         }
     }
