@@ -3,8 +3,11 @@
 //! loop (ring buffer -> decode -> output) until SIGTERM/SIGINT, reloading on SIGHUP; `stop`
 //! leaves enforcement in place (see `pins`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::io::Read;
 use std::mem::MaybeUninit;
+use std::os::fd::BorrowedFd;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,7 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{ErrorKind, MapHandle, OpenObject, RingBufferBuilder};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use nix::errno::Errno;
+use nix::poll::PollTimeout;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use tracing::{error, info, warn};
 
 use crate::attach::{self, Links, Optional};
@@ -54,17 +60,24 @@ pub struct Options {
     pub fail_after_policy: bool,
 }
 
-/// How often the loop wakes without events, to notice mode flips and lost events (signals
-/// interrupt the wait at once). Each wake costs the node instructions: a second is enough.
+/// How often the loop wakes without events while something may still follow the last event
+/// (see GRACE). Signals end the wait at once.
 const TICK: Duration = Duration::from_secs(1);
+
+/// After an event or a signal, the loop keeps waking once a TICK for this long: what follows
+/// an event on other threads (stdout write failures, webhook retries, lost-event counts, pod
+/// metadata misses) is then logged and published within a tick. Quiet for this long, the loop
+/// sleeps until the next event, signal or storm summary due: an idle agent never wakes.
+const GRACE: Duration = Duration::from_secs(30);
 
 /// How long a stop waits for the output thread to write what is queued: a stalled stdout
 /// must not hold the stop until systemd kills the agent (TimeoutStopSec).
 const STOP_DRAIN: Duration = Duration::from_secs(3);
 
-/// systemd's watchdog (`WatchdogSec=` in the unit): the event loop says WATCHDOG=1 at most
-/// once a tick, so an agent whose loop is wedged is killed and restarted (the pinned program
-/// enforces meanwhile).
+/// systemd's watchdog (`WatchdogSec=` in the unit): the event loop says WATCHDOG=1 every half
+/// timeout (as sd_watchdog_enabled(3) advises), so an agent whose loop is wedged is killed and
+/// restarted (the pinned program enforces meanwhile). The only periodic wake-up left, and only
+/// under a supervisor that asks for it.
 struct Watchdog {
     every: Option<Duration>,
     last: Option<std::time::Instant>,
@@ -77,9 +90,15 @@ impl Watchdog {
             info!(timeout = ?timeout, "systemd watchdog enabled");
         }
         Watchdog {
-            every: timeout.map(|t| (t / 4).min(TICK)),
+            every: timeout.map(|t| t / 2),
             last: None,
         }
+    }
+
+    /// When the next ping is due, if the watchdog is on.
+    fn next(&self) -> Option<Instant> {
+        let every = self.every?;
+        Some(self.last.map_or_else(Instant::now, |last| last + every))
     }
 
     fn ping(&mut self) {
@@ -101,19 +120,56 @@ impl Watchdog {
 struct Signals {
     stop: Arc<AtomicBool>,
     reload: Arc<AtomicBool>,
+    /// SIGUSR1, sent by `minerguard mode` after it changed the mode in the kernel: log it.
+    look: Arc<AtomicBool>,
+    /// Each of these signals also writes a byte here, after setting its flag: the loop waits
+    /// on it, so a signal that lands just before the wait starts still ends it (a flag alone
+    /// would be seen only at the next event, which may never come).
+    wake: UnixStream,
 }
 
 impl Signals {
     fn register() -> Result<Signals> {
         let stop = Arc::new(AtomicBool::new(false));
         let reload = Arc::new(AtomicBool::new(false));
+        let look = Arc::new(AtomicBool::new(false));
         for sig in [SIGTERM, SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&stop))
                 .context("installing the SIGTERM/SIGINT handler")?;
         }
         signal_hook::flag::register(SIGHUP, Arc::clone(&reload))
             .context("installing the SIGHUP handler")?;
-        Ok(Signals { stop, reload })
+        signal_hook::flag::register(SIGUSR1, Arc::clone(&look))
+            .context("installing the SIGUSR1 handler")?;
+        let (wake, writer) = UnixStream::pair().context("creating the signals' wake-up socket")?;
+        wake.set_nonblocking(true)
+            .context("creating the signals' wake-up socket")?;
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] {
+            let writer = writer
+                .try_clone()
+                .context("creating the signals' wake-up socket")?;
+            signal_hook::low_level::pipe::register(sig, writer)
+                .context("installing the signals' wake-up")?;
+        }
+        Ok(Signals {
+            stop,
+            reload,
+            look,
+            wake,
+        })
+    }
+
+    /// Empties the wake-up socket; whether a signal wrote to it.
+    fn drain(&self) -> bool {
+        let mut buf = [0u8; 64];
+        let mut woke = false;
+        while let Ok(n) = (&self.wake).read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            woke = true;
+        }
+        woke
     }
 }
 
@@ -475,11 +531,15 @@ impl<'obj> Agent<'obj> {
                 .counting(tally)
                 .with_pods(pods),
         );
+        // Records read, so the loop knows whether a wake brought events.
+        let read = Cell::new(0u64);
+        let read_count = &read;
         let mut ring = RingBufferBuilder::new();
         let queue = &sender;
         let hook_queue = hook.as_ref().map(|(h, _)| h);
         let callback_encoder = &encoder;
         ring.add(&events, move |data: &[u8]| {
+            read_count.set(read_count.get().wrapping_add(1));
             // Whatever the record holds, the callback returns 0: an error or a panic here
             // would stop the consumer on this record, and every restart would meet it again.
             let Ok(mut encoder) = callback_encoder.try_borrow_mut() else {
@@ -496,17 +556,61 @@ impl<'obj> Agent<'obj> {
         .context("setting up the event ring buffer")?;
         let ring = ring.build().context("setting up the event ring buffer")?;
 
+        // One wait for both the ring buffer (its own epoll fd) and the signals' wake-up.
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+            .context("creating the event loop's epoll instance")?;
+        // SAFETY: the fd is the ring buffer's, open for as long as `ring` lives; it is only
+        // borrowed for this registration (epoll keeps its own reference to the file).
+        let ring_fd = unsafe { BorrowedFd::borrow_raw(ring.epoll_fd()) };
+        epoll
+            .add(ring_fd, EpollEvent::new(EpollFlags::EPOLLIN, 0))
+            .context("waiting on the event ring buffer")?;
+        epoll
+            .add(&self.signals.wake, EpollEvent::new(EpollFlags::EPOLLIN, 1))
+            .context("waiting on the signals' wake-up")?;
+
         let mut watchdog = Watchdog::from_env();
+        let mut busy_until: Option<Instant> = None;
+        let mut ready = [EpollEvent::empty(); 2];
         while !self.signals.stop.load(Ordering::Relaxed) {
-            match ring.poll(TICK) {
+            let now = Instant::now();
+            let wake_at = [
+                busy_until.map(|until| until.min(now + TICK)),
+                encoder.try_borrow().ok().and_then(|e| e.next_due()),
+                watchdog.next(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let timeout = match wake_at {
+                None => PollTimeout::NONE,
+                // Rounded up: waking a little early would only spin until the moment.
+                Some(at) => PollTimeout::try_from(
+                    at.saturating_duration_since(now) + Duration::from_millis(1),
+                )
+                .unwrap_or(PollTimeout::MAX),
+            };
+            match epoll.wait(&mut ready, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e).context("waiting for events"),
+            }
+            let before = read.get();
+            match ring.consume() {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e).context("reading events from the ring buffer"),
+            }
+            let now = Instant::now();
+            if self.signals.drain() || read.get() != before {
+                busy_until = Some(now + GRACE);
+            } else if busy_until.is_some_and(|until| until <= now) {
+                busy_until = None;
             }
             summaries(&encoder, &sender, hook_queue, false);
             if self.signals.reload.swap(false, Ordering::Relaxed) {
                 self.reload();
             }
+            self.signals.look.store(false, Ordering::Relaxed);
             self.watch_mode();
             self.report_lost();
             delivery.report();
@@ -698,7 +802,8 @@ impl Agent<'_> {
         }
     }
 
-    /// Makes every lost event visible in the log, within a tick of its loss.
+    /// Makes every lost event visible in the log: losses happen while events flow, so the
+    /// wakes that read them (and the GRACE ticks after) see the count.
     fn report_lost(&mut self) {
         let applied = &mut self.applied;
         match maps::stats(&self.skel.maps.mg_stats) {
@@ -737,8 +842,8 @@ mod tests {
     #[test]
     fn the_unit_arms_a_watchdog_the_loop_feeds() {
         let timeout = Duration::from_secs(seconds(&unit("WatchdogSec")));
-        // The loop pings once a tick: several pings must fit in one timeout.
-        assert!(timeout >= 4 * TICK, "{timeout:?}");
+        // The loop pings every half timeout: its only periodic wake-up, so not too often.
+        assert!(timeout >= Duration::from_secs(30), "{timeout:?}");
         assert!(
             timeout <= Duration::from_secs(120),
             "a wedge goes unnoticed too long"

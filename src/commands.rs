@@ -33,7 +33,25 @@ pub fn set_mode(mode: Mode) -> Result<()> {
     let before = maps::mode(pinned.mode_map())?;
     maps::write_mode(pinned.mode_map(), mode)?;
     println!("mode: {before} -> {mode}");
+    // The running agent then logs the change at once (it sleeps until an event otherwise).
+    if let Ok(Some(pid)) = pinned.agent_pid() {
+        notify_agent(pid);
+    }
     Ok(())
+}
+
+/// SIGUSR1 to the agent, only if it runs this very file: an agent of another build (the one
+/// an upgrade just replaced) may not handle it, and SIGUSR1's default action ends a process.
+fn notify_agent(pid: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let file = |path: &str| std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
+    let mine = file("/proc/self/exe");
+    if mine.is_some() && mine == file(&format!("/proc/{pid}/exe")) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGUSR1,
+        );
+    }
 }
 
 /// What `status` shows: the pins' snapshot, and what the running agent publishes.

@@ -262,6 +262,11 @@ impl Encoder {
         })
     }
 
+    /// When the next storm summary falls due, if one is held.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.storms.next_due()
+    }
+
     /// The lines of storms' summaries due at `now`; with `stopping`, every one held.
     pub fn summaries(
         &mut self,

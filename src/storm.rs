@@ -126,6 +126,16 @@ impl Storms {
         out
     }
 
+    /// When the next summary falls due: the earliest end of a window that holds events back
+    /// (`None`: nothing held, nothing to wake up for).
+    pub fn next_due(&self) -> Option<Instant> {
+        self.open
+            .values()
+            .filter(|s| s.held > 0)
+            .map(|s| s.opened + self.window)
+            .min()
+    }
+
     /// Every summary still held, whatever its window (the agent is stopping).
     pub fn drain(&mut self) -> Vec<Summary> {
         self.open
@@ -192,6 +202,25 @@ mod tests {
         let mut audited = a.clone();
         audited.action = crate::event::Action::Audited;
         assert_eq!(storms.admit(&audited, &raw, t0), Verdict::Report);
+    }
+
+    #[test]
+    fn a_summary_falls_due_only_while_events_are_held() {
+        let t0 = Instant::now();
+        let window = Duration::from_secs(10);
+        let mut storms = Storms::new(window);
+        let (e, raw) = event(7, "xmrig");
+        assert_eq!(storms.admit(&e, &raw, t0), Verdict::Report);
+        // Reported and nothing held: no wake-up is needed for it.
+        assert_eq!(storms.next_due(), None);
+        assert_eq!(
+            storms.admit(&e, &raw, t0 + Duration::from_secs(3)),
+            Verdict::Held
+        );
+        assert_eq!(storms.next_due(), Some(t0 + window));
+        assert_eq!(storms.due(t0 + window).len(), 1);
+        // The storm goes on in a new window, with nothing held yet.
+        assert_eq!(storms.next_due(), None);
     }
 
     #[test]
