@@ -1,10 +1,12 @@
 #!/bin/busybox sh
 # shellcheck shell=dash
 # PID 1 of the benchmark VM (bench/run lays this over the test image as /init).
-# Measures, in one boot: exec cost with the agent off / enforcing the default policy /
-# enforcing 10,000 names (alternating rounds), the hook's own cost (BPF run-time stats),
-# an audit-mode exec storm, and the daemon's memory, CPU and start-up time.
-# Prints MGB-* lines on the serial console; bench/run parses them. Parameters: /bench/params.
+# Measures, in one boot, in alternating rounds: exec cost with nothing attached, the floor (an
+# empty BPF-LSM program), minerguard on each tier and with each layer added in turn, the
+# peers an operator would run instead (bench/peers), policy sizes; then the hook's own cost
+# (BPF run-time stats), the idle daemon's wake-ups, a context-switch workload, an audit-mode
+# exec storm, and, last (audit leaves a cost behind), the audit peers.
+# Prints MGB-* lines on the serial console; bench/report parses them. Parameters: /bench/params.
 
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run /usr/bin /usr/sbin /sbin
 /bin/busybox --install -s
@@ -20,13 +22,12 @@ mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 
 # Defaults; /bench/params overrides.
-ROUNDS=5 ITERS=1000 WARM=20 STORM_PROCS=4 STORM_EXECS=1000 CLOCK=icount PHASES="exec diag storm"
+ROUNDS=5 ITERS=1000 WARM=20 STORM_PROCS=4 STORM_EXECS=1000 CLOCK=icount PHASES="compare diag storm"
+COMPARE="off floor mg" LATE="" IDLE_S=60 PING_N=20000
 . /bench/params
 EL=/bench/execloop
 NOP=/bench/nop
 DEFAULT_POLICY=/etc/minerguard/policy.toml
-BIG_POLICY=/bench/policy-10k.toml
-EMPTY_POLICY=/bench/policy-0.toml
 now() { $EL now; }
 phase() { case " $PHASES " in *" $1 "*) return 0 ;; esac; return 1; }
 
@@ -100,59 +101,101 @@ lost_total() {
 		/tmp/agent.log | tail -n 1
 }
 
-# measure ROUND CONFIG: one timed exec loop of the unlisted static nop.
-measure() {
-	$EL "$WARM" "$NOP" > /dev/null
-	_out=$($EL "$ITERS" "$NOP")
-	echo "MGB-EXEC round=$1 config=$2 $_out"
-}
+# The peers (bench/peers/NAME.sh, laid over as /bench/peers/): each defines NAME_start (start
+# it, and return once it is in force, judged from kernel state), NAME_stop and NAME_pids (its
+# processes, for their memory; none for a kernel-only peer).
+for _f in /bench/peers/*.sh; do
+	# shellcheck disable=SC1090  # the peers staged for this boot
+	[ -e "$_f" ] && . "$_f"
+done
 
-# round R CONFIG: agent off, or on with a policy, then one measurement.
-run_config() {
-	case $2 in
-	off) measure "$1" off ;;
-	default) start_agent default "$DEFAULT_POLICY" --mode enforce && measure "$1" default; stop_agent ;;
-	10k) start_agent 10k "$BIG_POLICY" --mode enforce && measure "$1" 10k; stop_agent ;;
+# The configurations (words of COMPARE and LATE):
+#   off            nothing attached
+#   mg             minerguard, shipped policy, enforce, the tier it picks (lsm)
+#   mg-TIER        the same on another tier (mg-fmod_ret, mg-kill)
+#   mg-LAYER       /bench/policy-LAYER.toml: layers added in turn (mg-names, mg-argv, ...),
+#                  policy sizes (mg-n10, mg-n10k, mg-n65k); bench/run writes them
+#   PEER           a peer of bench/peers
+# Every exec measured is the same: the static nop with five ordinary arguments (the argument
+# layer reads each one), which no configuration lists.
+EXEC_ARGS="-c /etc/app/app.conf --threads 4 --verbose"
+CURRENT_PIDS=
+cfg_start() {
+	CURRENT_PIDS=
+	case $1 in
+	off | off-late) return 0 ;;
+	mg) start_agent mg "$DEFAULT_POLICY" --mode enforce ;;
+	mg-fmod_ret | mg-kill | mg-lsm) start_agent "$1" "$DEFAULT_POLICY" --mode enforce --tier "${1#mg-}" ;;
+	mg-*) start_agent "$1" "/bench/policy-${1#mg-}.toml" --mode enforce ;;
+	*)
+		if ! "${1}_start"; then
+			echo "MGB-ERROR $1 did not start"
+			"${1}_stop" 2>/dev/null
+			return 1
+		fi
+		settle
+		;;
+	esac || return 1
+	case $1 in
+	mg*) CURRENT_PIDS=$AGENT ;;
+	*) CURRENT_PIDS=$("${1}_pids") ;;
 	esac
+	return 0
 }
-
-# layers: what each layer of the default policy adds per exec (issue 10): the default policy
-# with every layer but names off, then with one layer on, then all, alternating with off in
-# each round. The nop gets five ordinary arguments (the argument layer reads each one).
-LAYER_ARGS="-c /etc/app/app.conf --threads 4 --verbose"
-LAYER_CONFIGS="off names identity mmap argv all"
-measure_layer() {
-	$EL "$WARM" "$NOP" $LAYER_ARGS > /dev/null
-	_out=$($EL "$ITERS" "$NOP" $LAYER_ARGS)
-	echo "MGB-LAYER round=$1 config=$2 $_out"
+cfg_stop() {
+	case $1 in
+	off | off-late) ;;
+	mg*) stop_agent ;;
+	*) "${1}_stop"; settle ;;
+	esac
+	CURRENT_PIDS=
 }
-run_layers() {
-	_r=1
+# rss_of PIDS: their resident memory together, in KiB.
+rss_of() {
+	_sum=0
+	for _p in "$@"; do
+		while read -r _k _v _u; do [ "$_k" = VmRSS: ] && _sum=$((_sum + _v)); done < "/proc/$_p/status"
+	done
+	echo "$_sum"
+}
+# probe CONFIG: once, what the configuration does to a listed name (/bench/xmrig, a copy of
+# the nop): exit status 126 (exec refused), 137 (killed) or 0 (ran); and its memory.
+PROBED=" "
+probe() {
+	case $PROBED in *" $1 "*) return ;; esac
+	PROBED="$PROBED$1 "
+	/bench/xmrig > /dev/null 2>&1
+	_rc=$?
+	# shellcheck disable=SC2086  # a list of pids
+	echo "MGB-PROBE config=$1 xmrig_rc=$_rc pids=$(echo $CURRENT_PIDS | tr ' ' ,) rss_kb=$(rss_of $CURRENT_PIDS)"
+}
+# measure TAG ROUND CONFIG: one timed exec loop.
+measure() {
+	# shellcheck disable=SC2086  # the arguments are words
+	$EL "$WARM" "$NOP" $EXEC_ARGS > /dev/null
+	# shellcheck disable=SC2086
+	echo "MGB-$1 round=$2 config=$3 $($EL "$ITERS" "$NOP" $EXEC_ARGS)"
+}
+# rounds TAG CONFIGS: ROUNDS rounds of every configuration, the order rotated every round so
+# that a drift over the boot favours none.
+rounds() {
+	_tag=$1 _list=$2 _r=1
 	while [ "$_r" -le "$ROUNDS" ]; do
-		for _c in $LAYER_CONFIGS; do
-			if [ "$_c" = off ]; then
-				measure_layer "$_r" off
-			elif start_agent "layer-$_c" "/bench/policy-layer-$_c.toml" --mode enforce; then
-				measure_layer "$_r" "$_c"
-				stop_agent
-			fi
+		for _c in $_list; do
+			cfg_start "$_c" || continue
+			probe "$_c"
+			measure "$_tag" "$_r" "$_c"
+			cfg_stop "$_c"
 		done
-		# Rotate, so that a drift over the boot favours no configuration.
-		LAYER_CONFIGS="${LAYER_CONFIGS#* } ${LAYER_CONFIGS%% *}"
+		_list="${_list#* } ${_list%% *}"
 		_r=$((_r + 1))
 	done
 }
 
-# hash: the content-hash layer (a policy with one digest, matching nothing). An exec of an
-# unchanged file costs a lookup of its kept digest (hash-cached, same loop as the layers);
-# the first exec of a new file costs IMA hashing it: HASH_FILES fresh copies of the nop,
-# each exec'd once, with the agent off and on (the copies cost the same both times).
+# hash: the first exec of a new file costs IMA hashing it: HASH_FILES fresh copies of the
+# nop, each exec'd once, with the agent off and on (the copies cost the same both times).
 HASH_FILES=20
 run_hash() {
-	if start_agent hash /bench/policy-hash.toml --mode enforce; then
-		measure_layer 1 hash-cached
-		stop_agent
-	fi
 	for _c in off on; do
 		if [ "$_c" = on ]; then start_agent hash /bench/policy-hash.toml --mode enforce || return; fi
 		_i=0 _t=0
@@ -168,77 +211,113 @@ run_hash() {
 	done
 }
 
+# prog_stats PID: "run_cnt=N run_time_ns=T" summed over the BPF programs PID holds.
+prog_stats() {
+	for _fd in /proc/"$1"/fdinfo/*; do
+		grep -q '^prog_type:' "$_fd" 2>/dev/null && cat "$_fd"
+	done | awk '/^run_time_ns:/ { t += $2 } /^run_cnt:/ { c += $2 } END { printf "run_cnt=%d run_time_ns=%d", c, t }'
+}
+# switches PIDS: context switches of every thread of PIDS so far (voluntary and not).
+switches() {
+	for _p in "$@"; do
+		cat /proc/"$_p"/task/*/status 2>/dev/null
+	done | awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ { s += $2 } END { print s + 0 }'
+}
+
 # Let the boot's deferred work finish (with sleep=off an idle guest costs no host time).
+[ -d /sys/module/overlay ] || insmod /lib/modules/overlay.ko 2>/dev/null || echo "MGB-NOTE overlay.ko not loaded: no drift"
 sleep 10
 
 # 0. Warm-up: the first loop after boot runs ~1% slower (caches of a fresh system); not counted.
-phase exec && echo "MGB-WARMUP $($EL "$ITERS" "$NOP")"
+phase compare && measure WARMUP 0 off
 
-# 1. Exec overhead: alternate off / default / 10k, rotating the order every round so that a
-#    drift over the boot does not favour one configuration.
-r=1
-phase exec || r=$((ROUNDS + 1))
-while [ "$r" -le "$ROUNDS" ]; do
-	case $((r % 3)) in
-	1) order="off default 10k" ;;
-	2) order="default 10k off" ;;
-	0) order="10k off default" ;;
-	esac
-	for c in $order; do run_config "$r" "$c"; done
-	r=$((r + 1))
-done
+# 1. Exec cost of every configuration, alternating.
+phase compare && rounds EXEC "$COMPARE"
 
-# 1b. Each layer's share, and hashing.
-phase layers && run_layers
+# 2. The first exec of a new file with content hashes on.
 phase hash && run_hash
 
-# 2a. The daemon's own share while idle (it wakes every second): the same policy with the
-#     daemon running and frozen (SIGSTOP; the hook stays attached), alternating.
-if phase diag && start_agent default "$DEFAULT_POLICY" --mode enforce; then
-	for i in 1 2; do
-		echo "MGB-DAEMON state=running $($EL "$ITERS" "$NOP")"
-		kill -STOP "$AGENT"
-		echo "MGB-DAEMON state=stopped $($EL "$ITERS" "$NOP")"
-		kill -CONT "$AGENT"
-	done
-	stop_agent
-fi
-
-# 2b. Where the instructions go: the hook's own run time (kernel.bpf_stats_enabled; under
-#    icount, ns are instructions) per policy size, from the agent's fdinfo. Kept apart from
-#    the rounds above because the stats themselves cost a little on every run.
-hook_stats() {
-	for _fd in /proc/"$AGENT"/fdinfo/*; do
-		grep -q '^prog_type:' "$_fd" 2>/dev/null || continue
-		awk '/^run_time_ns:/ { t = $2 } /^run_cnt:/ { c = $2 } END { printf "run_cnt=%d run_time_ns=%d", c, t }' "$_fd"
-		return
-	done
-	printf 'run_cnt=? run_time_ns=?'
-}
-if ! phase diag; then
-	:
-elif echo 1 > /proc/sys/kernel/bpf_stats_enabled 2>/dev/null; then
-	for c in empty default 10k; do
-		case $c in
-		empty) p=$EMPTY_POLICY ;;
-		default) p=$DEFAULT_POLICY ;;
-		10k) p=$BIG_POLICY ;;
-		esac
-		start_agent "$c" "$p" --mode enforce || continue
-		$EL "$WARM" "$NOP" > /dev/null
-		before=$(hook_stats)
-		out=$($EL "$ITERS" "$NOP")
-		echo "MGB-HOOK policy=$c before:$before after:$(hook_stats) $out"
+# 3. Where the instructions go: the programs' own run time (kernel.bpf_stats_enabled; under
+#    icount, ns are instructions), all of a configuration's programs together (the exec
+#    hook, and whatever else runs during an exec: mmap, arguments, context switches). Kept apart from the rounds above because the
+#    stats themselves cost a little on every run.
+if phase diag; then
+	if echo 1 > /proc/sys/kernel/bpf_stats_enabled 2>/dev/null; then
+		for c in $DIAG; do
+			cfg_start "$c" || continue
+			# shellcheck disable=SC2086
+			$EL "$WARM" "$NOP" $EXEC_ARGS > /dev/null
+			pid=${CURRENT_PIDS%% *}
+			before=$(prog_stats "$pid")
+			bpftool -j prog show > /tmp/progs.before 2>/dev/null
+			# shellcheck disable=SC2086
+			out=$($EL "$ITERS" "$NOP" $EXEC_ARGS)
+			bpftool -j prog show > /tmp/progs.after 2>/dev/null
+			echo "MGB-HOOK config=$c $(echo "$before" | sed 's/\([a-z_]*\)=/before_\1=/g') $(prog_stats "$pid") $out"
+			# The same split by program (those that ran during the loop; the snapshots
+			# bracket it, so only the loop's execs and the second bpftool's own count).
+			jq -r --arg c "$c" --slurpfile b /tmp/progs.before '.[] as $a
+				| ([$b[0][] | select(.id == $a.id)][0] // {}) as $p
+				| select(($a.run_cnt // 0) > ($p.run_cnt // 0))
+				| "MGB-PROG config=\($c) name=\($a.name) type=\($a.type) runs=\(($a.run_cnt // 0) - ($p.run_cnt // 0)) ns=\(($a.run_time_ns // 0) - ($p.run_time_ns // 0))"' \
+				/tmp/progs.after 2>/dev/null
+			cfg_stop "$c"
+		done
+		echo 0 > /proc/sys/kernel/bpf_stats_enabled
+	else
+		echo "MGB-NOTE kernel.bpf_stats_enabled not available"
+	fi
+	# The daemon's share while idle: the same policy with the daemon running and frozen
+	# (SIGSTOP; the hook stays attached), alternating.
+	if start_agent mg "$DEFAULT_POLICY" --mode enforce; then
+		for i in 1 2 3; do
+			measure DAEMON "$i" running
+			kill -STOP "$AGENT"
+			measure DAEMON "$i" frozen
+			kill -CONT "$AGENT"
+		done
 		stop_agent
-	done
-	echo 0 > /proc/sys/kernel/bpf_stats_enabled
-else
-	echo "MGB-NOTE kernel.bpf_stats_enabled not available"
+	fi
 fi
 
-# 3. Audit-mode storm of a listed name (/bench/xmrig, a copy of nop) from several processes,
-#    and the daemon's cost: RSS idle and during the storm, CPU per event, lost events.
-if phase storm && start_agent storm "$DEFAULT_POLICY" --mode audit; then
+# 4. The idle daemon: its threads' context switches while nothing happens, over IDLE_S
+#    seconds of guest time (free under icount: an idle guest costs no host time).
+if phase idle; then
+	for c in $IDLE; do
+		cfg_start "$c" || continue
+		sleep 2
+		# shellcheck disable=SC2086
+		s0=$(switches $CURRENT_PIDS) t0=$(now)
+		sleep "$IDLE_S"
+		# shellcheck disable=SC2086
+		s1=$(switches $CURRENT_PIDS) t1=$(now)
+		# shellcheck disable=SC2086
+		echo "MGB-IDLE config=$c threads=$(cat /proc/${CURRENT_PIDS%% *}/status | awk '/^Threads:/ { print $2 }') switches=$((s1 - s0)) ns=$((t1 - t0))"
+		cfg_stop "$c"
+	done
+fi
+
+# 5. Context switches: a pipe ping-pong (every round trip two switches and two FPU restores,
+#    each running the behaviour program), with nothing attached, the shipped policy, and the
+#    shipped policy with the behaviour layer off.
+if phase switch; then
+	r=1 list="off mg mg-nobehavior"
+	while [ "$r" -le "$ROUNDS" ]; do
+		for c in $list; do
+			cfg_start "$c" || continue
+			/bench/pingpong 1000 > /dev/null
+			echo "MGB-SWITCH round=$r config=$c ns_per_round_trip=$(/bench/pingpong "$PING_N")"
+			cfg_stop "$c"
+		done
+		list="${list#* } ${list%% *}"
+		r=$((r + 1))
+	done
+fi
+
+# 6. Audit-mode storm of a listed name (/bench/xmrig, a copy of nop) from several processes,
+#    every event written (--storm-window 0), with every layer of the shipped policy: events
+#    delivered and lost, the daemon's memory and CPU per event.
+if phase storm && start_agent storm "$DEFAULT_POLICY" --mode audit --storm-window 0; then
 	sleep 2
 	rss_idle=$(rss_kb)
 	ev0=$(count_lines /tmp/events)
@@ -259,6 +338,7 @@ if phase storm && start_agent storm "$DEFAULT_POLICY" --mode audit; then
 		[ "${v:-0}" -gt "$rss_max" ] && rss_max=$v
 		[ "$running" = 1 ] && sleep 0.05
 	done
+	# shellcheck disable=SC2086
 	wait $pids
 	# The storm's span: from the first loop's start to the last one's end (execloop's own
 	# stamps, so the sampler's sleeps do not round it).
@@ -276,16 +356,20 @@ if phase storm && start_agent storm "$DEFAULT_POLICY" --mode audit; then
 	done
 	t2=$(now)
 	[ "$t2" -lt "$t1" ] && t2=$t1
-	sleep 0.5     # one more tick of the daemon, so a loss is logged
+	sleep 0.5
 	ev1=$(count_lines /tmp/events)
 	ticks1=$(cpu_ticks) cpuns1=$(cpu_ns)
 	fails=$(cat /tmp/storm.* | sed -n 's/.*fails=\([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
 	lost=$(lost_total)
 	hz=100   # USER_HZ on x86
 	echo "MGB-STORM procs=$STORM_PROCS execs=$((STORM_PROCS * STORM_EXECS)) fails=$fails storm_ns=$((t1 - t0)) drain_ns=$((t2 - t1)) events=$((ev1 - ev0)) lost=${lost:-0} rss_idle_kb=$rss_idle rss_storm_kb=$rss_max cpu_ticks=$((ticks1 - ticks0)) clk_tck=$hz cpu_ns=$((cpuns1 - cpuns0))"
-	# Idle cost after the storm, for the record: RSS once the burst is over.
-	echo "MGB-AFTER rss_kb=$(rss_kb)"
 	stop_agent
+fi
+
+# 7. Last: peers that leave a cost behind them (audit: once enabled in a boot, every new task
+#    gets an audit context), in rounds against "off-late" (nothing attached, after them).
+if phase late && [ -n "$LATE" ]; then
+	rounds LATE "off-late $LATE"
 fi
 
 echo "MGB-DONE"
