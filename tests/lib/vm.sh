@@ -75,30 +75,41 @@ vm_boot() {
 	# Multi-threaded TCG can run an instruction the guest kernel is patching at that moment
 	# (text_poke's int3): seen once in four full runs, on 6.12, and, as both vCPUs spinning
 	# in the kernel (a soft lockup) while an agent attached its programs (5.10, once). That
-	# is the emulator, not a result, so such a boot is tried once more; anything else fails
+	# is the emulator, not a result, so such a boot is tried again; anything else fails
 	# at once. softlockup_panic (below) turns the lockup into a panic, and so into an exit.
 	# A third form (6.1, once in a fresh-clone run): tasks preempted in the kernel that never
 	# run again, while the exec of a plain command hangs; the kernel then reports an RCU Tasks
 	# stall (after 60 s: the stall timeout below), and the reader stops the VM at once.
-	if [ -n "$VM_PROBLEM" ] && [ -z "$VM_WRONG_KERNEL" ] &&
-		grep -aqE "Oops: int3|soft lockup - CPU|rcu_tasks[a-z_]* detected stalls" "$VM_LOG"; then
-		echo "AGAIN $name $tag: the guest kernel trapped or locked up on code being patched (QEMU TCG); booting once more" >&2
-		local first=$VM_LOG resume=''
+	# Twice in a row once (6.12, the int3 trap in a fresh-clone run): up to two more boots,
+	# each from the first part without a result.
+	local tries=0 last=$VM_LOG sofar=$VM_LOG resume=''
+	while [ -n "$VM_PROBLEM" ] && [ -z "$VM_WRONG_KERNEL" ] && [ "$tries" -lt 2 ] &&
+		grep -aqE "Oops: int3|soft lockup - CPU|rcu_tasks[a-z_]* detected stalls" "$last"; do
+		tries=$((tries + 1))
+		echo "AGAIN $name $tag: the guest kernel trapped or locked up on code being patched (QEMU TCG); booting once more ($tries of 2)" >&2
+		resume=''
 		# Parts that already have a result are not run again (each boot is a clean machine).
 		if [ -n "${VM_RESUME:-}" ]; then
 			resume=$(grep -v '^[[:space:]]*#' "$VM_RESUME" | while read -r part; do
 				[ -n "$part" ] || continue
-				grep -aq "${VM_PREFIX}RESULT $part " "$first" || { echo "$part"; break; }
+				grep -aq "${VM_PREFIX}RESULT $part " "$sofar" || { echo "$part"; break; }
 			done)
 		fi
 		if [ -n "$resume" ]; then
 			echo "AGAIN $name $tag: resuming at $resume" >&2
-			_vm_boot_once "$name" "$tag-again" "$initrd" "$append mg_resume=$resume"
-			cat "$first" "$VM_LOG" > "$VM_LOG.both"
-			mv "$VM_LOG.both" "$VM_LOG"
+			_vm_boot_once "$name" "$tag-again$tries" "$initrd" "$append mg_resume=$resume"
+			last=$VM_LOG
+			cat "$sofar" "$last" > "$last.all"
+			[ "$sofar" = "${sofar%.all}" ] || rm -f "$sofar"
+			sofar=$last.all
 		else
-			_vm_boot_once "$name" "$tag-again" "$initrd" "$append"
+			_vm_boot_once "$name" "$tag-again$tries" "$initrd" "$append"
+			last=$VM_LOG sofar=$VM_LOG
 		fi
+	done
+	if [ "$sofar" != "$VM_LOG" ]; then
+		mv "$sofar" "$VM_LOG.both"
+		mv "$VM_LOG.both" "$VM_LOG"
 	fi
 	if [ -n "$VM_WRONG_KERNEL" ]; then
 		echo "FAIL $name $tag: $VM_WRONG_KERNEL" >&"$VM_OUT"
