@@ -120,11 +120,10 @@ impl Watchdog {
 struct Signals {
     stop: Arc<AtomicBool>,
     reload: Arc<AtomicBool>,
-    /// SIGUSR1, sent by `minerguard mode` after it changed the mode in the kernel: log it.
-    look: Arc<AtomicBool>,
-    /// Each of these signals also writes a byte here, after setting its flag: the loop waits
-    /// on it, so a signal that lands just before the wait starts still ends it (a flag alone
-    /// would be seen only at the next event, which may never come).
+    /// Each of these signals (and SIGUSR1, which `minerguard mode` sends after it changed the
+    /// mode, so that the loop logs it) writes a byte here, after setting its flag: the loop
+    /// waits on it, so a signal that lands just before the wait starts still ends it (a flag
+    /// alone would be seen only at the next event, which may never come).
     wake: UnixStream,
 }
 
@@ -132,15 +131,12 @@ impl Signals {
     fn register() -> Result<Signals> {
         let stop = Arc::new(AtomicBool::new(false));
         let reload = Arc::new(AtomicBool::new(false));
-        let look = Arc::new(AtomicBool::new(false));
         for sig in [SIGTERM, SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&stop))
                 .context("installing the SIGTERM/SIGINT handler")?;
         }
         signal_hook::flag::register(SIGHUP, Arc::clone(&reload))
             .context("installing the SIGHUP handler")?;
-        signal_hook::flag::register(SIGUSR1, Arc::clone(&look))
-            .context("installing the SIGUSR1 handler")?;
         let (wake, writer) = UnixStream::pair().context("creating the signals' wake-up socket")?;
         wake.set_nonblocking(true)
             .context("creating the signals' wake-up socket")?;
@@ -151,12 +147,7 @@ impl Signals {
             signal_hook::low_level::pipe::register(sig, writer)
                 .context("installing the signals' wake-up")?;
         }
-        Ok(Signals {
-            stop,
-            reload,
-            look,
-            wake,
-        })
+        Ok(Signals { stop, reload, wake })
     }
 
     /// Empties the wake-up socket; whether a signal wrote to it.
@@ -610,7 +601,6 @@ impl<'obj> Agent<'obj> {
             if self.signals.reload.swap(false, Ordering::Relaxed) {
                 self.reload();
             }
-            self.signals.look.store(false, Ordering::Relaxed);
             self.watch_mode();
             self.report_lost();
             delivery.report();
