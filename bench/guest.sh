@@ -101,6 +101,26 @@ lost_total() {
 		/tmp/agent.log | tail -n 1
 }
 
+# What the peers share. alive PID: the process runs (gone, or a zombie, which still answers
+# kill -0 until it is reaped: no).
+alive() {
+	_alive_st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null)
+	[ -n "$_alive_st" ] && [ "${_alive_st%% *}" != Z ]
+}
+# stop_pid PID: SIGTERM, then up to 10 s for /proc/PID to go; SIGKILL and status 1 if it did
+# not (the caller says so).
+stop_pid() {
+	kill -TERM "$1" 2>/dev/null
+	_stop_i=0
+	while [ -d "/proc/$1" ] && [ "$_stop_i" -lt 100 ]; do
+		sleep 0.1
+		_stop_i=$((_stop_i + 1))
+	done
+	[ -d "/proc/$1" ] || return 0
+	kill -KILL "$1"
+	return 1
+}
+
 # The peers (bench/peers/NAME.sh, laid over as /bench/peers/): each defines NAME_start (start
 # it, and return once it is in force, judged from kernel state), NAME_stop and NAME_pids (its
 # processes, for their memory; none for a kernel-only peer).

@@ -14,25 +14,6 @@ auditctl_cmd() {
 		"$AUDITCTL_ROOT/sbin/auditctl" "$@"
 }
 
-# auditctl_check ENABLED RULES: whether the kernel's state is so (ENABLED: 0 or 1; RULES: yes
-# if the execve rules must be listed, no if no rule may be), from `auditctl -s` and `-l`;
-# says what differs otherwise.
-auditctl_check() {
-	auditctl_s=$(auditctl_cmd -s 2>&1)
-	auditctl_l=$(auditctl_cmd -l 2>&1)
-	auditctl_bad=
-	echo "$auditctl_s" | grep -qx "enabled $1" || auditctl_bad="not enabled=$1"
-	# No daemon may be registered: records must go nowhere but the kernel's printk.
-	echo "$auditctl_s" | grep -qx "pid 0" || auditctl_bad="$auditctl_bad, an audit daemon is registered"
-	case $2:$auditctl_l in
-	yes:*"arch=b64 -S execve"*"arch=b32 -S execve"* | no:"No rules"*) ;;
-	*) auditctl_bad="$auditctl_bad, rules=$2 expected" ;;
-	esac
-	[ -z "$auditctl_bad" ] && return 0
-	echo "MGB-NOTE auditctl: ${auditctl_bad#, }: status: $(echo "$auditctl_s" | tr '\n' ' ') rules: $(echo "$auditctl_l" | tr '\n' ' ')"
-	return 1
-}
-
 auditctl_start() {
 	# What `augenrules --load` does (-D, -b 8192, -f 1, the rules, --backlog_wait_time), then
 	# enable auditing (nothing else would without auditd).
@@ -44,7 +25,8 @@ auditctl_start() {
 		echo "MGB-NOTE auditctl -e 1 failed: $(echo "$auditctl_out" | tail -n 3 | tr '\n' ' ')"
 		return 1
 	fi
-	auditctl_check 1 yes
+	# No daemon may be registered: records must go nowhere but the kernel's printk.
+	audit_check auditctl auditctl_cmd 1 0 yes
 }
 
 auditctl_stop() {
@@ -57,7 +39,7 @@ auditctl_stop() {
 	auditctl_cmd -D > /dev/null 2>&1
 	auditctl_cmd -e 0 > /dev/null 2>&1
 	auditctl_cmd -b 64 > /dev/null 2>&1   # the kernel's default backlog limit
-	auditctl_check 0 no || echo "MGB-ERROR auditctl: audit still attached after stopping"
+	audit_check auditctl auditctl_cmd 0 0 no || echo "MGB-ERROR auditctl: audit still attached after stopping"
 }
 
 auditctl_pids() { :; }

@@ -14,29 +14,6 @@ auditd_ld() {
 }
 auditd_ctl() { auditd_ld "$AUDITD_ROOT/sbin/auditctl" "$@"; }
 
-# auditd_check PID RULES: whether the kernel's state is so: audit enabled with daemon PID
-# registered and the execve rules listed (RULES=yes), or disabled, no daemon, no rule
-# (PID=0, RULES=no); says what differs otherwise.
-auditd_check() {
-	auditd_s=$(auditd_ctl -s 2>&1)
-	auditd_l=$(auditd_ctl -l 2>&1)
-	auditd_bad=
-	if [ "$1" = 0 ]; then
-		echo "$auditd_s" | grep -qx "enabled 0" || auditd_bad="audit still enabled"
-	else
-		echo "$auditd_s" | grep -qx "enabled 1" || auditd_bad="audit not enabled"
-	fi
-	# The registered daemon: a whole line, so that pid 12 does not match pid 123.
-	echo "$auditd_s" | grep -qx "pid $1" || auditd_bad="$auditd_bad, pid $1 not the registered daemon"
-	case $2:$auditd_l in
-	yes:*"arch=b64 -S execve"*"arch=b32 -S execve"* | no:"No rules"*) ;;
-	*) auditd_bad="$auditd_bad, rules=$2 expected" ;;
-	esac
-	[ -z "$auditd_bad" ] && return 0
-	echo "MGB-NOTE auditd: ${auditd_bad#, }: status: $(echo "$auditd_s" | tr '\n' ' ') rules: $(echo "$auditd_l" | tr '\n' ' ')"
-	return 1
-}
-
 auditd_start() {
 	# What the package's install and the system would have: the adm group (auditd.conf's
 	# log_group), /var/run -> /run (the pid file), /var/log/audit. The log on a tmpfs of its
@@ -64,7 +41,7 @@ auditd_start() {
 		echo "MGB-NOTE auditd: auditctl -R failed: $(echo "$auditd_out" | tail -n 3 | tr '\n' ' ')"
 		return 1
 	fi
-	auditd_check "$AUDITD_PID" yes || return 1
+	audit_check auditd auditd_ctl 1 "$AUDITD_PID" yes || return 1
 	# The daemon writes what it receives (its start record at least) to the log.
 	auditd_i=0
 	while [ ! -s /var/log/audit/audit.log ]; do
@@ -88,13 +65,7 @@ auditd_stop() {
 	fi
 	if [ -n "$AUDITD_PID" ]; then
 		# On SIGTERM auditd deregisters and, as it enabled auditing at start, disables it.
-		kill -TERM "$AUDITD_PID" 2>/dev/null
-		auditd_i=0
-		while [ -d "/proc/$AUDITD_PID" ] && [ "$auditd_i" -lt 100 ]; do
-			sleep 0.1
-			auditd_i=$((auditd_i + 1))
-		done
-		[ -d "/proc/$AUDITD_PID" ] && { echo "MGB-NOTE auditd: still running 10 s after SIGTERM"; kill -KILL "$AUDITD_PID"; }
+		stop_pid "$AUDITD_PID" || echo "MGB-NOTE auditd: still running 10 s after SIGTERM"
 		AUDITD_PID=
 	fi
 	# The package keeps the rules when the daemon stops (AUDITD_CLEAN_STOP=no): the next
@@ -103,7 +74,7 @@ auditd_stop() {
 	auditd_ctl -e 0 > /dev/null 2>&1
 	auditd_ctl -b 64 > /dev/null 2>&1   # the kernel's default backlog limit
 	umount /var/log/audit 2>/dev/null
-	auditd_check 0 no || echo "MGB-ERROR auditd: audit still attached after stopping"
+	audit_check auditd auditd_ctl 0 0 no || echo "MGB-ERROR auditd: audit still attached after stopping"
 }
 
 auditd_pids() { echo "$AUDITD_PID"; }

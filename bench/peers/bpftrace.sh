@@ -15,12 +15,6 @@ bpftrace_killed() {
 	[ $? = 137 ]
 }
 
-# bpftrace_running: its process is alive (a zombie answers kill -0 until reaped).
-bpftrace_running() {
-	bpftrace_st=$(sed 's/.*) //' "/proc/$BPFTRACE_PID/stat" 2>/dev/null)
-	[ -n "$bpftrace_st" ] && [ "${bpftrace_st%% *}" != Z ]
-}
-
 bpftrace_start() {
 	# bpftrace reads the tracepoint's format from tracefs (also under debugfs): mount what
 	# the guest lacks, and unmount it again in bpftrace_stop.
@@ -39,7 +33,7 @@ bpftrace_start() {
 	# It takes a while (LLVM compiles the program): test every half second.
 	bpftrace_i=0
 	until bpftrace_killed; do
-		if ! bpftrace_running; then
+		if ! alive "$BPFTRACE_PID"; then
 			echo "MGB-NOTE bpftrace exited before its probe killed anything: $(tr '\n' ' ' < /tmp/bpftrace.log)"
 			wait "$BPFTRACE_PID"
 			BPFTRACE_PID=
@@ -61,11 +55,11 @@ bpftrace_stop() {
 	if [ -n "$BPFTRACE_PID" ]; then
 		kill -INT "$BPFTRACE_PID" 2>/dev/null
 		bpftrace_i=0
-		while bpftrace_running && [ "$bpftrace_i" -lt 300 ]; do
+		while alive "$BPFTRACE_PID" && [ "$bpftrace_i" -lt 300 ]; do
 			sleep 0.1
 			bpftrace_i=$((bpftrace_i + 1))
 		done
-		if bpftrace_running; then
+		if alive "$BPFTRACE_PID"; then
 			echo "MGB-NOTE bpftrace ignored SIGINT for 30 s: killed"
 			kill -KILL "$BPFTRACE_PID"
 		fi

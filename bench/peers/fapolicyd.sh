@@ -106,16 +106,7 @@ fapolicyd_stop() {
 	fi
 	[ -n "$FAPOLICYD_PID" ] || return 0
 	# On SIGTERM it removes its marks, closes the fanotify descriptor and exits.
-	kill -TERM "$FAPOLICYD_PID" 2>/dev/null
-	fapolicyd_i=0
-	while [ -d "/proc/$FAPOLICYD_PID" ] && [ "$fapolicyd_i" -lt 100 ]; do
-		sleep 0.1
-		fapolicyd_i=$((fapolicyd_i + 1))
-	done
-	if [ -d "/proc/$FAPOLICYD_PID" ]; then
-		echo "MGB-ERROR fapolicyd: still running 10 s after SIGTERM"
-		kill -KILL "$FAPOLICYD_PID"
-	fi
+	stop_pid "$FAPOLICYD_PID" || echo "MGB-ERROR fapolicyd: still running 10 s after SIGTERM"
 	rm -f /run/fapolicyd.pid
 	FAPOLICYD_PID=
 }

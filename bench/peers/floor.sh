@@ -18,9 +18,7 @@ floor_start() {
 	FLOOR_PID=$!
 	floor_i=0
 	until floor_linked; do
-		floor_st=$(sed 's/.*) //' "/proc/$FLOOR_PID/stat" 2>/dev/null)
-		# Exited (gone, or a zombie, which still answers kill -0).
-		if [ -z "$floor_st" ] || [ "${floor_st%% *}" = Z ]; then
+		if ! alive "$FLOOR_PID"; then
 			echo "MGB-NOTE floor: the loader exited before attaching: $(tr '\n' ' ' < /tmp/floor.log)"
 			wait "$FLOOR_PID"
 			FLOOR_PID=

@@ -4,8 +4,8 @@
 # RELEASE puts what the guest needs under the overlay root OVER, for the guest kernel named
 # KERNEL of tests/vm/kernels, whose `uname -r` is RELEASE; it must install OVER/bench/peers/NAME.sh)
 # and NAME.sh (sourced by bench/guest.sh in the guest, busybox sh: NAME_start, NAME_stop,
-# NAME_pids). Downloads and builds are cached under $PEER_CACHE (bench/run sets it), never in
-# the tree.
+# NAME_pids; guest.sh's alive PID and stop_pid PID serve them all). Downloads and builds are
+# cached under $PEER_CACHE (bench/run sets it), never in the tree.
 set -euo pipefail
 PEER_CACHE=${PEER_CACHE:-${MINERGUARD_CACHE:-$HOME/.cache/minerguard}/bench/peers}
 PEERS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -22,13 +22,6 @@ sysdig_has_dev() {
 	return 1
 }
 
-# sysdig_alive: sysdig runs (kill -0 would also succeed on the zombie it leaves until reaped).
-sysdig_alive() {
-	[ -r /proc/"$sysdig_pid"/stat ] || return 1
-	read -r _ _ _sysdig_state _ < /proc/"$sysdig_pid"/stat
-	[ "$_sysdig_state" != Z ]
-}
-
 sysdig_start() {
 	if [ ! -d /sys/module/scap ] && ! insmod "$SYSDIG_DIR/scap.ko"; then
 		echo "MGB-NOTE sysdig: insmod scap.ko failed: $(dmesg | tail -n 3 | tr '\n' ' ')"
@@ -49,7 +42,7 @@ sysdig_start() {
 	# scans /proc first).
 	_sysdig_i=0
 	while :; do
-		if ! sysdig_alive; then
+		if ! alive "$sysdig_pid"; then
 			wait "$sysdig_pid"
 			echo "MGB-NOTE sysdig exited with status $? before capturing: $(tail -n 3 "$SYSDIG_ERR" | tr '\n' ' ')"
 			sysdig_pid=
@@ -81,7 +74,7 @@ sysdig_stop() {
 		fi
 		kill -TERM "$sysdig_pid" 2>/dev/null
 		_sysdig_i=0
-		while sysdig_alive; do
+		while alive "$sysdig_pid"; do
 			_sysdig_i=$((_sysdig_i + 1))
 			[ "$_sysdig_i" -eq 100 ] && kill -KILL "$sysdig_pid" 2>/dev/null
 			sleep 0.1
